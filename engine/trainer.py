@@ -1,0 +1,527 @@
+"""The one training loop, shared by pretraining and every fine-tuning script.
+
+It knows nothing of point clouds. It is handed
+- a module whose `forward(batch)` returns a dict of scalar tensors with a `loss` entry (the other entries are
+  logged as they are: losses, loss weights, accuracies);
+- a training dataset of dict items (optionally with `set_epoch`);
+- an `Evaluation`: a `validate` that picks the best checkpoint and a `test` that runs once, on that checkpoint.
+
+and it does the rest: device and torchrun/DDP set-up, AMP, the cosine schedule stepped per iteration, tqdm,
+TensorBoard, metrics.json, atomic checkpoints with every generator's state, resume, and a NaN/Inf guard.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+from utils import distributed
+from utils.checkpoint import atomic_save, load_checkpoint_file
+from utils.config import Config, save_config
+from utils.errors import CheckpointError, ConfigError
+from utils.seeding import rng_states, seed_everything, set_rng_states
+
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+LAST_CHECKPOINT = "last.pt"
+BEST_CHECKPOINT = "best.pt"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or Inf. The last good checkpoint is left as it was."""
+
+
+@dataclass
+class Runtime:
+    """Where this process runs: device, rank and world size, and the autocast dtype (None: fp32)."""
+
+    device: torch.device
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    amp_dtype: torch.dtype | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class Evaluation:
+    """How a task is judged. Both callables take the unwrapped module and return {metric: value}.
+
+    `validate` runs every `train.eval_every` epochs on a validation split; its `select_metric` (higher is
+    better) picks `best.pt`. `test` runs once, at the end, on the weights of `best.pt`: the test set never
+    takes part in any choice.
+    """
+
+    validate: Callable[[nn.Module], dict[str, float]] | None = None
+    test: Callable[[nn.Module], dict[str, float]] | None = None
+    select_metric: str | None = None
+
+
+@dataclass
+class _State:
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimiser steps completed
+    epoch_step: int = 0  # steps completed inside the current (unfinished) epoch
+    best_value: float | None = None
+    best_epoch: int | None = None
+    history: list = field(default_factory=list)
+
+
+def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
+    """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> a device, failing clearly when CUDA is asked for but absent."""
+    if requested == "cpu":
+        return torch.device("cpu")
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank)
+        print("note: CUDA is not available, so training runs on the CPU (fine for the demo, slow for real data)",
+              file=sys.stderr)
+        return torch.device("cpu")
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device '{requested}' was asked for, but CUDA is not available on this machine "
+                              "(no GPU, or a CPU-only torch build); use device=cpu or device=auto")
+        index = int(requested.split(":")[1]) if ":" in requested else local_rank
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"device '{requested}': this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return torch.device("cuda", index)
+    raise ConfigError(f"device '{requested}': expected auto, cpu, cuda or cuda:N")
+
+
+def setup_runtime(cfg: Config) -> Runtime:
+    """Resolve the device, join the torchrun process group if launched by torchrun, seed with seed + rank."""
+    wants_cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
+    rank, local_rank, world_size = distributed.init_distributed("cuda" if wants_cuda else "cpu")
+    device = resolve_device(cfg.device, local_rank)
+    amp = cfg.train.amp
+    if amp not in AMP_DTYPES:
+        raise ConfigError(f"train.amp '{amp}': expected one of {', '.join(AMP_DTYPES)}")
+    amp_dtype = AMP_DTYPES[amp] if device.type == "cuda" else None  # CPU runs in fp32
+    seed_everything(cfg.seed + rank)
+    return Runtime(device, rank, local_rank, world_size, amp_dtype)
+
+
+def cosine_lr(step: int, total_steps: int, base_lr: float, min_lr: float, warmup_steps: int) -> float:
+    """Linear warm-up, then one half cosine from base_lr to min_lr over the remaining steps.
+
+    Stepped per iteration with the horizon in iterations: the ancestors stepped per iteration with the
+    horizon in epochs, so their rate cycled every 2*epochs iterations.
+    """
+    if warmup_steps > 0 and step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def build_optimizer(params, optim_cfg: Mapping) -> torch.optim.Optimizer:
+    name = optim_cfg["name"]
+    if name == "adam":
+        return torch.optim.Adam(params, lr=optim_cfg["lr"], weight_decay=optim_cfg["weight_decay"])
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=optim_cfg["lr"], weight_decay=optim_cfg["weight_decay"])
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=optim_cfg["lr"], momentum=optim_cfg["momentum"],
+                               weight_decay=optim_cfg["weight_decay"])
+    raise ConfigError(f"optim.name '{name}': expected adam, adamw or sgd")
+
+
+class EpochSampler(Sampler[int]):
+    """This rank's share of a seeded per-epoch permutation, starting after `skip` samples.
+
+    The order depends only on (seed, epoch), so a run resumed in the middle of an epoch sees exactly the
+    batches that the uninterrupted run would have seen next. Padded by wrapping so every rank gets the same
+    number of samples (as DistributedSampler does).
+    """
+
+    def __init__(self, length: int, seed: int, rank: int = 0, world_size: int = 1, shuffle: bool = True):
+        self.length, self.seed, self.rank, self.world_size, self.shuffle = length, seed, rank, world_size, shuffle
+        self.epoch = 0
+        self.skip = 0
+        self.per_rank = math.ceil(length / world_size)
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def __iter__(self):
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.length, generator=generator)
+        else:
+            order = torch.arange(self.length)
+        padded = torch.cat([order, order[: self.per_rank * self.world_size - self.length]])
+        return iter(padded[self.rank:: self.world_size][self.skip:].tolist())
+
+    def __len__(self) -> int:
+        return max(0, self.per_rank - self.skip)
+
+
+def move_to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {key: move_to_device(value, device) for key, value in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to_device(value, device) for value in batch)
+    return batch
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+def _write_json_atomic(data: Any, path: Path) -> None:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps(data, indent=2))
+    os.replace(temporary, path)
+
+
+class Trainer:
+    """One fit loop. Rank 0 alone writes files; every rank trains."""
+
+    def __init__(self, cfg: Config, runtime: Runtime, module: nn.Module, train_set: Dataset,
+                 evaluation: Evaluation, run_dir: str | Path, collate_fn=None):
+        self.cfg, self.runtime, self.evaluation = cfg, runtime, evaluation
+        self.run_dir = Path(run_dir)
+        self.train_set = train_set
+        module = module.to(runtime.device)
+        if runtime.world_size > 1:
+            if cfg.train.sync_bn:
+                module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+            device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+            module = nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
+        self.module = module
+        self.optimizer = build_optimizer([p for p in module.parameters() if p.requires_grad], cfg.optim)
+        # fp16 needs loss scaling against underflow; bf16 has fp32's range and needs none.
+        self.scaler = torch.amp.GradScaler("cuda", enabled=runtime.amp_dtype == torch.float16)
+        batch_size = cfg.optim.batch_size
+        self.sampler = EpochSampler(len(train_set), cfg.seed, runtime.rank, runtime.world_size)
+        steps = len(self.sampler) // batch_size  # drop_last: BatchNorm needs more than one sample
+        if steps == 0:
+            raise ConfigError(f"optim.batch_size {batch_size} is larger than the {len(self.sampler)} training "
+                              "samples this process gets")
+        if cfg.train.max_steps_per_epoch > 0:
+            steps = min(steps, cfg.train.max_steps_per_epoch)
+        self.steps_per_epoch = steps
+        self.total_steps = steps * cfg.optim.epochs
+        self.collate_fn = collate_fn
+        self.state = _State()
+        self.writer = None
+        if runtime.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.yaml")
+
+    # ---------------------------------------------------------------- checkpoints
+    def _checkpoint(self) -> dict:
+        rng = rng_states()
+        if self.runtime.world_size > 1:
+            gathered = [None] * self.runtime.world_size
+            torch.distributed.all_gather_object(gathered, rng)
+            rng = gathered
+        else:
+            rng = [rng]
+        return {
+            "model": unwrap(self.module).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng,
+            "epoch": self.state.epoch,
+            "step": self.state.step,
+            "epoch_step": self.state.epoch_step,
+            "best_value": self.state.best_value,
+            "best_epoch": self.state.best_epoch,
+            "history": self.state.history,
+            "world_size": self.runtime.world_size,
+            "config": self.cfg.to_dict(),
+        }
+
+    def save(self, name: str) -> None:
+        checkpoint = self._checkpoint()  # every rank joins the RNG gather
+        if self.runtime.is_main:
+            atomic_save(checkpoint, self.run_dir / name)
+
+    def resume(self, path: str | Path) -> None:
+        checkpoint = load_checkpoint_file(path)
+        missing = {"model", "optimizer", "scaler", "rng", "epoch", "step"} - set(checkpoint)
+        if missing:
+            raise CheckpointError(f"{path}: not a training checkpoint of this repo (missing {sorted(missing)})")
+        try:
+            unwrap(self.module).load_state_dict(checkpoint["model"])
+        except RuntimeError as error:
+            first = str(error).strip().splitlines()
+            raise CheckpointError(f"{path}: does not fit this model ({first[1].strip() if len(first) > 1 else first[0]})") from None
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        rng = checkpoint["rng"]
+        if checkpoint.get("world_size", 1) == self.runtime.world_size:
+            set_rng_states(rng[self.runtime.rank])
+        elif self.runtime.is_main:
+            print(f"note: {path} was written by {checkpoint.get('world_size')} processes, this run has "
+                  f"{self.runtime.world_size}: random streams restart from the seed", file=sys.stderr)
+        self.state = _State(checkpoint["epoch"], checkpoint["step"], checkpoint.get("epoch_step", 0),
+                            checkpoint.get("best_value"), checkpoint.get("best_epoch"),
+                            list(checkpoint.get("history", [])))
+        if self.runtime.is_main:
+            print(f"resumed from {path}: epoch {self.state.epoch}, step {self.state.step}", file=sys.stderr)
+
+    # ---------------------------------------------------------------- logging
+    def _log_scalars(self, prefix: str, values: Mapping[str, float], step: int) -> None:
+        if self.writer is not None:
+            for key, value in values.items():
+                self.writer.add_scalar(f"{prefix}/{key}", value, step)
+
+    def _append_curve(self, row: dict) -> None:
+        path = self.run_dir / "curves.csv"
+        new = not path.exists()
+        with path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def _truncate_curves(self, last_step: int) -> None:
+        """After a resume, drop the rows that the killed run logged past its last checkpoint."""
+        path = self.run_dir / "curves.csv"
+        if not path.exists():
+            return
+        with path.open(newline="") as handle:
+            rows = [row for row in csv.DictReader(handle) if int(row["step"]) <= last_step]
+        if not rows:
+            path.unlink()
+            return
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def _write_metrics(self, extra: Mapping[str, Any] | None = None) -> None:
+        if not self.runtime.is_main:
+            return
+        path = self.run_dir / "metrics.json"
+        metrics = json.loads(path.read_text()) if path.exists() else {}
+        metrics.update({
+            "seed": self.cfg.seed,
+            "world_size": self.runtime.world_size,
+            "select_metric": self.evaluation.select_metric,
+            "best": {"epoch": self.state.best_epoch, "value": self.state.best_value},
+            "epochs": self.state.history,
+        })
+        metrics.update(extra or {})
+        _write_json_atomic(metrics, path)
+
+    # ---------------------------------------------------------------- the loop
+    def _loader(self) -> DataLoader:
+        cuda = self.runtime.device.type == "cuda"
+        workers = self.cfg.train.num_workers
+        return DataLoader(self.train_set, batch_size=self.cfg.optim.batch_size, sampler=self.sampler,
+                          num_workers=workers, pin_memory=cuda, drop_last=True, collate_fn=self.collate_fn,
+                          persistent_workers=False)  # workers re-fork each epoch and see set_epoch
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        cfg, runtime = self.cfg, self.runtime
+        if hasattr(self.train_set, "set_epoch"):
+            self.train_set.set_epoch(epoch)
+        self.sampler.set_epoch(epoch, skip=self.state.epoch_step * cfg.optim.batch_size)
+        self.module.train()
+        sums: dict[str, torch.Tensor] = {}
+        window: dict[str, torch.Tensor] = {}
+        window_steps, window_start = 0, time.perf_counter()
+        epoch_steps = 0
+        first_bad_step = torch.full((), -1, dtype=torch.long, device=runtime.device)
+        device_step = torch.full((), self.state.step, dtype=torch.long, device=runtime.device)
+        progress = tqdm(total=self.steps_per_epoch, initial=self.state.epoch_step, desc=f"epoch {epoch + 1}",
+                        disable=not runtime.is_main, mininterval=1.0 if sys.stderr.isatty() else 30.0,
+                        dynamic_ncols=True)
+        save_every = cfg.train.checkpoint_every_steps
+        for batch in self._loader():
+            if self.state.epoch_step >= self.steps_per_epoch:
+                break
+            lr = cosine_lr(self.state.step, self.total_steps, cfg.optim.lr, cfg.optim.min_lr,
+                           cfg.optim.warmup_epochs * self.steps_per_epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            batch = move_to_device(batch, runtime.device)
+            with torch.autocast(runtime.device.type, dtype=runtime.amp_dtype or torch.float32,
+                                enabled=runtime.amp_dtype is not None):
+                outputs = self.module(batch)
+            loss = outputs["loss"]
+            # Checked without a host sync per step: a non-finite loss is remembered on the device and the
+            # run stops at the next log point, before anything is saved.
+            finite = torch.isfinite(loss.detach())
+            first_bad_step = torch.where(~finite & (first_bad_step < 0), device_step, first_bad_step)
+            device_step += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if cfg.train.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.module.parameters(), cfg.train.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.state.step += 1
+            self.state.epoch_step += 1
+            epoch_steps += 1
+            window_steps += 1
+            for key, value in outputs.items():
+                value = value.detach().float()
+                sums[key] = sums.get(key, 0.0) + value
+                window[key] = window.get(key, 0.0) + value
+            progress.update(1)
+            last_in_epoch = self.state.epoch_step >= self.steps_per_epoch
+            if window_steps == cfg.train.log_every or last_in_epoch:
+                self._check_finite(first_bad_step)
+                elapsed = time.perf_counter() - window_start
+                row = {key: (value / window_steps).item() for key, value in window.items()}
+                row["lr"] = lr
+                row["samples_per_s"] = window_steps * cfg.optim.batch_size * runtime.world_size / elapsed
+                if runtime.is_main:
+                    self._log_scalars("train", row, self.state.step)
+                    self._append_curve({"step": self.state.step, "epoch": epoch + 1, **row})
+                    progress.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.2e}")
+                window, window_steps, window_start = {}, 0, time.perf_counter()
+            if save_every > 0 and self.state.step % save_every == 0 and not last_in_epoch:
+                self._check_finite(first_bad_step)
+                self.save(LAST_CHECKPOINT)
+        progress.close()
+        self._check_finite(first_bad_step)
+        if epoch_steps == 0:
+            return {}
+        return {key: (value / epoch_steps).item() for key, value in sums.items()}
+
+    def _check_finite(self, first_bad_step: torch.Tensor) -> None:
+        bad = int(first_bad_step.item())
+        if bad >= 0:
+            raise TrainingDiverged(
+                f"the loss became NaN/Inf at step {bad + 1} (epoch {self.state.epoch + 1}); stopping. "
+                f"The last good checkpoint in {self.run_dir} is left intact; lower optim.lr, set "
+                "train.grad_clip, or use train.amp=bf16 instead of fp16")
+
+    def _validate(self) -> dict[str, float]:
+        if self.evaluation.validate is None:
+            return {}
+        metrics = {}
+        if self.runtime.is_main:
+            metrics = self.evaluation.validate(unwrap(self.module))
+        if self.runtime.world_size > 1:
+            shared = [metrics]
+            torch.distributed.broadcast_object_list(shared, src=0)
+            metrics = shared[0]
+        return metrics
+
+    def fit(self) -> dict[str, Any]:
+        cfg, runtime = self.cfg, self.runtime
+        resume = cfg.resume
+        if resume == "auto":
+            resume = self.run_dir / LAST_CHECKPOINT if (self.run_dir / LAST_CHECKPOINT).exists() else None
+        if resume:
+            self.resume(resume)
+            if runtime.is_main:
+                self._truncate_curves(self.state.step)
+        if runtime.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.state.step or None)
+            print(f"run directory: {self.run_dir} ({self.steps_per_epoch} steps per epoch, "
+                  f"{cfg.optim.epochs} epochs, device {runtime.device}, world size {runtime.world_size})",
+                  file=sys.stderr)
+        try:
+            for epoch in range(self.state.epoch, cfg.optim.epochs):
+                started = time.perf_counter()
+                train_metrics = self._train_epoch(epoch)
+                end_epoch = getattr(unwrap(self.module), "end_epoch", None)
+                if end_epoch is not None:
+                    end_epoch()
+                self.state.epoch, self.state.epoch_step = epoch + 1, 0
+                record = {"epoch": epoch + 1, "step": self.state.step, "train": train_metrics,
+                          "seconds": round(time.perf_counter() - started, 3)}
+                is_last = epoch + 1 == cfg.optim.epochs
+                if (epoch + 1) % cfg.train.eval_every == 0 or is_last:
+                    val_metrics = self._validate()
+                    record["val"] = val_metrics
+                    self._log_scalars("val", val_metrics, self.state.step)
+                    selected = self.evaluation.select_metric
+                    if selected is not None and selected in val_metrics:
+                        value = val_metrics[selected]
+                        if self.state.best_value is None or value > self.state.best_value:
+                            self.state.best_value, self.state.best_epoch = value, epoch + 1
+                            record["best"] = True
+                            self.save(BEST_CHECKPOINT)
+                self.state.history.append(record)
+                self.save(LAST_CHECKPOINT)
+                self._write_metrics()
+                if runtime.is_main:
+                    shown = ", ".join(f"{k}={v:.4f}" for k, v in {**train_metrics, **record.get("val", {})}.items())
+                    print(f"epoch {epoch + 1}/{cfg.optim.epochs}: {shown}", file=sys.stderr)
+            test_metrics = self._test()
+            self._write_metrics({"test": test_metrics} if test_metrics else None)
+            if runtime.is_main:
+                self._log_scalars("test", test_metrics, self.state.step)
+                plot_curves(self.run_dir / "curves.csv", self.run_dir / "curves.png")
+            return {"best_epoch": self.state.best_epoch, "best_value": self.state.best_value,
+                    "test": test_metrics, "history": self.state.history}
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+
+    def _test(self) -> dict[str, float]:
+        """Once, at the end, on the weights of the best validation epoch (the last epoch without validation)."""
+        if self.evaluation.test is None:
+            return {}
+        metrics = {}
+        if self.runtime.is_main:
+            model = unwrap(self.module)
+            best = self.run_dir / BEST_CHECKPOINT
+            if self.state.best_epoch is not None and best.exists():
+                model.load_state_dict(load_checkpoint_file(best)["model"])
+            metrics = dict(self.evaluation.test(model))
+            metrics["selected_epoch"] = self.state.best_epoch or self.state.epoch
+            print("test: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                                       for k, v in metrics.items()), file=sys.stderr)
+        if self.runtime.world_size > 1:
+            shared = [metrics]
+            torch.distributed.broadcast_object_list(shared, src=0)
+            metrics = shared[0]
+        return metrics
+
+
+def plot_curves(csv_path: Path, png_path: Path) -> None:
+    """Losses, loss weights and learning rate against the step, from the run's curves.csv."""
+    if not csv_path.exists():
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with csv_path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return
+    steps = [int(row["step"]) for row in rows]
+    panels = [("losses", [k for k in rows[0] if k.startswith("loss")]),
+              ("loss weights", [k for k in rows[0] if k.startswith("weight")]),
+              ("learning rate", ["lr"])]
+    panels = [(title, keys) for title, keys in panels if keys]
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for axis, (title, keys) in zip(axes[0], panels):
+        for key in keys:
+            axis.plot(steps, [float(row[key]) for row in rows], label=key)
+        axis.set_title(title)
+        axis.set_xlabel("step")
+        axis.legend(fontsize="small")
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(png_path, dpi=110)
+    plt.close(figure)
