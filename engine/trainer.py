@@ -76,6 +76,7 @@ class _State:
     epoch: int = 0  # epochs completed
     step: int = 0  # optimiser steps completed
     epoch_step: int = 0  # steps completed inside the current (unfinished) epoch
+    epoch_sums: dict = field(default_factory=dict)  # running sums of the logged values in that epoch
     best_value: float | None = None
     best_epoch: int | None = None
     history: list = field(default_factory=list)
@@ -241,6 +242,7 @@ class Trainer:
             "epoch": self.state.epoch,
             "step": self.state.step,
             "epoch_step": self.state.epoch_step,
+            "epoch_sums": {key: float(value) for key, value in self.state.epoch_sums.items()},
             "best_value": self.state.best_value,
             "best_epoch": self.state.best_epoch,
             "history": self.state.history,
@@ -272,8 +274,8 @@ class Trainer:
             print(f"note: {path} was written by {checkpoint.get('world_size')} processes, this run has "
                   f"{self.runtime.world_size}: random streams restart from the seed", file=sys.stderr)
         self.state = _State(checkpoint["epoch"], checkpoint["step"], checkpoint.get("epoch_step", 0),
-                            checkpoint.get("best_value"), checkpoint.get("best_epoch"),
-                            list(checkpoint.get("history", [])))
+                            dict(checkpoint.get("epoch_sums", {})), checkpoint.get("best_value"),
+                            checkpoint.get("best_epoch"), list(checkpoint.get("history", [])))
         if self.runtime.is_main:
             print(f"resumed from {path}: epoch {self.state.epoch}, step {self.state.step}", file=sys.stderr)
 
@@ -323,11 +325,14 @@ class Trainer:
         _write_json_atomic(metrics, path)
 
     # ---------------------------------------------------------------- the loop
-    def _loader(self) -> DataLoader:
+    def _loader(self, epoch: int) -> DataLoader:
         cuda = self.runtime.device.type == "cuda"
-        workers = self.cfg.train.num_workers
+        # Its own generator: creating the iterator then leaves the global RNG alone, so a run resumed
+        # mid-epoch draws the same dropout masks as the uninterrupted one.
+        generator = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + epoch) * 1_009 + self.runtime.rank)
         return DataLoader(self.train_set, batch_size=self.cfg.optim.batch_size, sampler=self.sampler,
-                          num_workers=workers, pin_memory=cuda, drop_last=True, collate_fn=self.collate_fn,
+                          num_workers=self.cfg.train.num_workers, pin_memory=cuda, drop_last=True,
+                          collate_fn=self.collate_fn, generator=generator,
                           persistent_workers=False)  # workers re-fork each epoch and see set_epoch
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
@@ -336,17 +341,16 @@ class Trainer:
             self.train_set.set_epoch(epoch)
         self.sampler.set_epoch(epoch, skip=self.state.epoch_step * cfg.optim.batch_size)
         self.module.train()
-        sums: dict[str, torch.Tensor] = {}
+        sums = self.state.epoch_sums  # carried over when resuming inside this epoch
         window: dict[str, torch.Tensor] = {}
         window_steps, window_start = 0, time.perf_counter()
-        epoch_steps = 0
         first_bad_step = torch.full((), -1, dtype=torch.long, device=runtime.device)
         device_step = torch.full((), self.state.step, dtype=torch.long, device=runtime.device)
         progress = tqdm(total=self.steps_per_epoch, initial=self.state.epoch_step, desc=f"epoch {epoch + 1}",
                         disable=not runtime.is_main, mininterval=1.0 if sys.stderr.isatty() else 30.0,
                         dynamic_ncols=True)
         save_every = cfg.train.checkpoint_every_steps
-        for batch in self._loader():
+        for batch in self._loader(epoch):
             if self.state.epoch_step >= self.steps_per_epoch:
                 break
             lr = cosine_lr(self.state.step, self.total_steps, cfg.optim.lr, cfg.optim.min_lr,
@@ -372,7 +376,6 @@ class Trainer:
             self.scaler.update()
             self.state.step += 1
             self.state.epoch_step += 1
-            epoch_steps += 1
             window_steps += 1
             for key, value in outputs.items():
                 value = value.detach().float()
@@ -396,9 +399,7 @@ class Trainer:
                 self.save(LAST_CHECKPOINT)
         progress.close()
         self._check_finite(first_bad_step)
-        if epoch_steps == 0:
-            return {}
-        return {key: (value / epoch_steps).item() for key, value in sums.items()}
+        return {key: float(value) / self.state.epoch_step for key, value in sums.items()}
 
     def _check_finite(self, first_bad_step: torch.Tensor) -> None:
         bad = int(first_bad_step.item())
@@ -443,7 +444,7 @@ class Trainer:
                 end_epoch = getattr(unwrap(self.module), "end_epoch", None)
                 if end_epoch is not None:
                     end_epoch()
-                self.state.epoch, self.state.epoch_step = epoch + 1, 0
+                self.state.epoch, self.state.epoch_step, self.state.epoch_sums = epoch + 1, 0, {}
                 record = {"epoch": epoch + 1, "step": self.state.step, "train": train_metrics,
                           "seconds": round(time.perf_counter() - started, 3)}
                 is_last = epoch + 1 == cfg.optim.epochs

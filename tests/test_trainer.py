@@ -1,0 +1,157 @@
+"""The shared fit loop on a toy task: artefacts, reproducibility, resume and the NaN guard."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from engine.trainer import (EpochSampler, Evaluation, Trainer, TrainingDiverged, cosine_lr, resolve_device,
+                            setup_runtime)
+from utils.checkpoint import load_checkpoint_file
+from utils.config import load_config
+from utils.errors import ConfigError
+
+RUNTIME_DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "runtime.yaml"
+
+
+class NoisyPoints(torch.utils.data.Dataset):
+    """y = x . w + noise, with a per-(seed, epoch, item) random perturbation like the real datasets."""
+
+    def __init__(self, n=96, seed=0):
+        rng = np.random.default_rng(123)
+        self.x = rng.normal(size=(n, 8)).astype(np.float32)
+        self.y = (self.x @ rng.normal(size=8) + 0.1 * rng.normal(size=n)).astype(np.float32)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        rng = np.random.default_rng((self.seed, self.epoch, i))
+        x = self.x[i] + rng.normal(scale=0.01, size=8).astype(np.float32)
+        return {"x": torch.from_numpy(x), "y": torch.tensor(self.y[i])}
+
+
+class Regression(nn.Module):
+    def __init__(self, nan_at_step=None):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 1))
+        self.nan_at_step, self.calls = nan_at_step, 0
+
+    def forward(self, batch):
+        self.calls += 1
+        loss = ((self.net(batch["x"]).squeeze(1) - batch["y"]) ** 2).mean()
+        if self.nan_at_step is not None and self.calls >= self.nan_at_step:
+            loss = loss * float("nan")
+        return {"loss": loss, "loss_mse": loss.detach(), "weight_mse": torch.tensor(1.0)}
+
+
+def make_cfg(tmp_path, *overrides):
+    return load_config(RUNTIME_DEFAULTS, [f"out={tmp_path}", "device=cpu", "optim.epochs=3", "optim.batch_size=16",
+                                          "train.num_workers=0", "train.log_every=2", "optim.lr=0.01", *overrides])
+
+
+def evaluation_for(dataset):
+    def mse(model):
+        model.eval()
+        with torch.no_grad():
+            x, y = torch.from_numpy(dataset.x), torch.from_numpy(dataset.y)
+            return {"neg_mse": -float(((model.net(x).squeeze(1) - y) ** 2).mean())}
+    return Evaluation(validate=mse, test=mse, select_metric="neg_mse")
+
+
+def run(cfg, make_module=Regression):
+    runtime = setup_runtime(cfg)  # seeds, so every run builds the same initial weights
+    dataset = NoisyPoints(seed=cfg.seed)
+    trainer = Trainer(cfg, runtime, make_module(), dataset, evaluation_for(dataset), cfg.out)
+    return trainer, trainer.fit()
+
+
+def test_a_run_writes_its_artefacts_and_learns(tmp_path):
+    trainer, result = run(make_cfg(tmp_path))
+    for name in ("config.yaml", "metrics.json", "last.pt", "best.pt", "curves.csv", "curves.png"):
+        assert (tmp_path / name).exists(), name
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
+    assert metrics["epochs"][-1]["train"]["loss"] < metrics["epochs"][0]["train"]["loss"]
+    assert metrics["test"]["selected_epoch"] == metrics["best"]["epoch"]
+    assert metrics["best"]["value"] == max(e["val"]["neg_mse"] for e in metrics["epochs"])
+    checkpoint = load_checkpoint_file(tmp_path / "last.pt")
+    assert checkpoint["epoch"] == 3 and checkpoint["step"] == 3 * (96 // 16)
+
+
+def test_the_same_seed_twice_gives_identical_metrics(tmp_path):
+    run(make_cfg(tmp_path / "a"))
+    run(make_cfg(tmp_path / "b"))
+    first, second = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in "ab")
+    strip = lambda m: [{k: v for k, v in e.items() if k != "seconds"} for e in m["epochs"]]  # noqa: E731
+    assert strip(first) == strip(second) and first["test"] == second["test"]
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashingRegression(Regression):
+    def __init__(self, crash_at_call):
+        super().__init__()
+        self.crash_at_call = crash_at_call
+
+    def forward(self, batch):
+        if self.calls + 1 == self.crash_at_call:
+            raise Crash()
+        return super().forward(batch)
+
+
+@pytest.mark.parametrize("crash_at_call", [8, 10])  # inside epoch 2: after a mid-epoch save, or after an epoch end
+def test_resume_mid_epoch_ends_with_identical_weights(tmp_path, crash_at_call):
+    straight, _ = run(make_cfg(tmp_path / "straight", "train.checkpoint_every_steps=4"))
+    with pytest.raises(Crash):
+        run(make_cfg(tmp_path / "resumed", "train.checkpoint_every_steps=4"),
+            lambda: CrashingRegression(crash_at_call))
+    resumed, _ = run(make_cfg(tmp_path / "resumed", "train.checkpoint_every_steps=4", "resume=auto"))
+    for (name, a), b in zip(straight.module.state_dict().items(), resumed.module.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert resumed.state.step == straight.state.step
+    history = lambda t: [{k: v for k, v in e.items() if k != "seconds"} for e in t.state.history]  # noqa: E731
+    assert history(resumed) == history(straight)
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    with pytest.raises(TrainingDiverged, match="NaN/Inf at step 9"):
+        run(make_cfg(tmp_path), lambda: Regression(nan_at_step=9))  # epoch 2, step 3
+    checkpoint = load_checkpoint_file(tmp_path / "last.pt")
+    assert checkpoint["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in checkpoint["model"].values() if t.is_floating_point())
+
+
+def test_cosine_schedule_is_stepped_in_iterations():
+    lrs = [cosine_lr(s, 100, 1.0, 0.0, 0) for s in range(101)]
+    assert lrs[0] == 1.0 and lrs[50] == pytest.approx(0.5) and lrs[100] == pytest.approx(0.0)
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))  # one half cosine: never cycles back up
+    assert cosine_lr(0, 100, 1.0, 0.0, 10) == pytest.approx(0.1)
+
+
+def test_epoch_sampler_skips_exactly_the_consumed_samples():
+    sampler = EpochSampler(10, seed=3)
+    sampler.set_epoch(2)
+    full = list(sampler)
+    sampler.set_epoch(2, skip=4)
+    assert list(sampler) == full[4:] and len(sampler) == 6
+    ranks = [EpochSampler(10, seed=3, rank=r, world_size=3) for r in range(3)]
+    shares = [list(s) for s in ranks]
+    assert all(len(s) == 4 for s in shares) and set(sum(shares, [])) == set(range(10))
+
+
+def test_asking_for_cuda_without_it_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"
