@@ -1,0 +1,356 @@
+"""ShapeNetRender: ShapeNet point clouds paired with their 2D renderings, for cross-modal pretraining.
+
+Layout (REFERENCE.md section 1), under one data root::
+
+    ShapeNet/<synset>/<model_id>.ply                              vertex x, y, z (binary or ascii PLY)
+    ShapeNetRendering/<synset>/<model_id>/rendering/NN.png        RGBA views (137 x 137 in the release)
+
+There is no index file: the sample list is the sorted glob of the PLYs, each joined with its PNG views.
+Objects without any PNG are skipped; they are listed in ``skipped`` and reported once at construction.
+
+Speed: an item is one PLY read, one PNG decode, two point augmentations and the image pipeline. The image
+work is done at the stored resolution (composite, colour jitter, flip, grayscale) and upsampled once at the
+end together with the grayscale channel; everything stays in torch tensors (no PIL) and the point work is
+vectorised numpy. All randomness is drawn from the item's numpy Generator, so items do not depend on the
+number of DataLoader workers or on torch's global RNG.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import plyfile
+import torch
+import torchvision.io as tio
+import torchvision.transforms.v2.functional as F
+from torch.utils.data import Dataset
+
+from utils.errors import DataError
+
+from .h5 import oneline, resolve_root
+from .transforms import NormalizeUnitSphere, pretrain_augmentation
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# The grayscale copy (ITU-R 601 luma, as rgb_to_grayscale) is normalised with the same luma weighting of the
+# ImageNet statistics, so it has roughly zero mean and unit variance like the colour channels.
+_LUMA = (0.299, 0.587, 0.114)
+GRAY_MEAN = sum(w * m for w, m in zip(_LUMA, IMAGENET_MEAN))
+GRAY_STD = sum(w * s for w, s in zip(_LUMA, IMAGENET_STD))
+
+
+def _simple_ascii_vertex(data: bytes):
+    """Fast path for the common ASCII case: the first element is ``vertex`` with only scalar properties.
+    Returns (vertex count, property names, offset of the body) or None (then plyfile reads the file)."""
+    end = data.find(b"end_header")
+    if not data.startswith(b"ply") or end < 0:
+        return None
+    elements: list[tuple[str, str, list[str]]] = []
+    for line in data[:end].decode("ascii", "replace").splitlines()[1:]:
+        words = line.split()
+        if not words or words[0] in ("comment", "obj_info"):
+            continue
+        if words[0] == "format":
+            if words[1:2] != ["ascii"]:
+                return None
+        elif words[0] == "element" and len(words) == 3:
+            elements.append((words[1], words[2], []))
+        elif words[0] == "property" and elements:
+            if elements[-1][0] == "vertex" and (words[1] == "list" or len(words) != 3):
+                return None
+            elements[-1][2].append(words[-1])
+        else:
+            return None
+    if not elements or elements[0][0] != "vertex" or not elements[0][1].isdigit():
+        return None
+    newline = data.find(b"\n", end)
+    return int(elements[0][1]), elements[0][2], (newline + 1 if newline >= 0 else len(data))
+
+
+def read_ply_points(path: Path | str) -> np.ndarray:
+    """xyz of a PLY's vertex element as (n, 3) float32; any failure is a one-line DataError naming the file.
+
+    Binary PLYs are read by plyfile, memory-mapped (its only path without a per-vertex Python loop).
+    plyfile parses ASCII bodies line by line in Python (about 8 ms for 2048 vertices), so an ASCII file whose
+    first element is a plain ``vertex`` element is parsed here with one numpy conversion instead (about 5x
+    faster); any other ASCII layout goes through plyfile.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(512)
+            if b"format ascii" in head.split(b"end_header")[0]:
+                data = head + stream.read()
+                simple = _simple_ascii_vertex(data)
+                if simple is not None:
+                    return _ascii_vertex_xyz(path, data, *simple)
+                ply = plyfile.PlyData.read(io.BytesIO(data))
+            else:
+                stream.seek(0)
+                ply = plyfile.PlyData.read(stream, mmap="c")
+            vertex = _vertex_data(path, ply)
+            points = np.empty((len(vertex), 3), dtype=np.float32)
+            points[:, 0] = vertex["x"]  # copied out while the memory map is open
+            points[:, 1] = vertex["y"]
+            points[:, 2] = vertex["z"]
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except Exception as error:  # plyfile raises PlyParseError, ValueError, EOFError, ... for bad files
+        raise DataError(f"{path}: cannot read PLY ({oneline(error)})") from error
+    return _check_cloud(path, points)
+
+
+def _vertex_data(path: Path, ply) -> np.ndarray:
+    names = [element.name for element in ply.elements]
+    if "vertex" not in names:
+        raise DataError(f"{path}: PLY has no 'vertex' element")
+    vertex = ply["vertex"].data
+    missing = [axis for axis in "xyz" if axis not in (vertex.dtype.names or ())]
+    if missing:
+        raise DataError(f"{path}: PLY vertex element lacks {', '.join(missing)}")
+    return vertex
+
+
+def _ascii_vertex_xyz(path: Path, data: bytes, count: int, names: list[str], offset: int) -> np.ndarray:
+    missing = [axis for axis in "xyz" if axis not in names]
+    if missing:
+        raise DataError(f"{path}: PLY vertex element lacks {', '.join(missing)}")
+    if count == 0:
+        return _check_cloud(path, np.zeros((0, 3), np.float32))
+    columns = (names.index("x"), names.index("y"), names.index("z"))
+    try:  # numpy's C row parser; rows must hold exactly the declared properties
+        points = np.loadtxt(io.BytesIO(data[offset:]), dtype=np.float32, usecols=columns, max_rows=count,
+                            ndmin=2, comments=None)
+    except ValueError as error:
+        raise DataError(f"{path}: cannot read PLY (malformed vertex data: {oneline(error)})") from error
+    if len(points) < count:
+        raise DataError(f"{path}: cannot read PLY (early end of file: {len(points)} of {count} vertices)")
+    return _check_cloud(path, np.ascontiguousarray(points))
+
+
+def _check_cloud(path: Path, points: np.ndarray) -> np.ndarray:
+    if len(points) == 0:
+        raise DataError(f"{path}: PLY has no vertices")
+    if not np.isfinite(points).all():
+        raise DataError(f"{path}: PLY has NaN/Inf coordinates")
+    return points
+
+
+def read_png_rgba(path: Path | str) -> torch.Tensor:
+    """A PNG decoded to (4, H, W) uint8 RGBA (RGB / gray inputs get an opaque alpha)."""
+    path = Path(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot read ({oneline(error)})") from error
+    try:
+        image = tio.decode_png(torch.from_numpy(data), mode=tio.ImageReadMode.RGB_ALPHA)
+    except Exception as error:  # torchvision raises RuntimeError for corrupt / non-PNG bytes
+        raise DataError(f"{path}: cannot decode PNG ({oneline(error)})") from error
+    if image.ndim != 3 or image.shape[0] != 4 or image.shape[1] == 0 or image.shape[2] == 0:
+        raise DataError(f"{path}: decoded PNG has unexpected shape {tuple(image.shape)}")
+    return image
+
+
+@contextlib.contextmanager
+def _one_torch_thread():
+    """Run torch ops on one intra-op thread. DataLoader workers already do; in the main process
+    (num_workers=0) torch would split elementwise kernels across threads, and the chunk boundaries move
+    elements between vectorised and scalar code paths, which can change a result in the last bit. With one
+    thread an item is bitwise identical whatever the number of workers. (Toggling costs well under 1 us.)"""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class ShapeNetRender(Dataset):
+    """Paired point clouds and rendered views for contrastive pretraining.
+
+    Item keys:
+      ``points1``, ``points2``: (num_points, 3) float32, two independent augmentations
+        (``point_transform``, default ``transforms.pretrain_augmentation()``) of the same cloud, which is
+        resampled to ``num_points`` (without replacement when the PLY has enough points, with replacement
+        otherwise) and normalised to the unit sphere;
+      ``image``: (3, S, S) float32, one random view: RGBA composited on ``background``, colour jitter
+        (brightness, contrast, saturation, hue = ``color_jitter``, applied in random order as ColorJitter
+        does), horizontal flip with probability ``flip_p``, resize to ``image_size``, ImageNet normalisation;
+      ``gray``: (1, S, S) float32 (only with ``grayscale=True``), the luma of the same augmented view,
+        normalised with the luma-weighted ImageNet statistics (``GRAY_MEAN``, ``GRAY_STD``).
+
+    Item ``i`` draws everything from ``numpy.random.default_rng((seed, epoch, i))``; call ``set_epoch``.
+    ``synsets`` restricts the glob to some synset folders.
+    """
+
+    def __init__(self, root, num_points: int = 2048, image_size: int = 224, grayscale: bool = False,
+                 seed: int = 0, background=(255, 255, 255), point_transform=None,
+                 color_jitter=(0.4, 0.4, 0.4, 0.0), flip_p: float = 0.5, synsets=None):
+        self.root = resolve_root(root)
+        self.num_points = int(num_points)
+        if self.num_points <= 0:
+            raise ValueError(f"num_points must be positive, got {num_points}")
+        self.image_size = (int(image_size), int(image_size)) if np.isscalar(image_size) else \
+            tuple(int(s) for s in image_size)
+        self.grayscale = bool(grayscale)
+        self.seed = int(seed)
+        self.epoch = 0
+        if len(background) != 3:
+            raise ValueError(f"background must be an (r, g, b) triple in 0..255, got {background!r}")
+        self.background = tuple(int(c) for c in background)
+        self.point_transform = pretrain_augmentation() if point_transform is None else point_transform
+        self.color_jitter = tuple(float(c) for c in color_jitter)
+        if len(self.color_jitter) != 4:
+            raise ValueError("color_jitter must be (brightness, contrast, saturation, hue)")
+        self.flip_p = float(flip_p)
+        self._normalize = NormalizeUnitSphere()
+        self._bg = torch.tensor(self.background, dtype=torch.float32).div_(255.0).view(3, 1, 1)
+        mean = list(IMAGENET_MEAN) + ([GRAY_MEAN] if self.grayscale else [])
+        std = list(IMAGENET_STD) + ([GRAY_STD] if self.grayscale else [])
+        self._mean_list, self._std_list = mean, std
+        self._scan(synsets)
+
+    # ----------------------------------------------------------------------------------------- sample list
+    def _scan(self, synsets) -> None:
+        cloud_dir = self.root / "ShapeNet"
+        render_dir = self.root / "ShapeNetRendering"
+        for folder in (cloud_dir, render_dir):
+            if not folder.is_dir():
+                raise DataError(f"{folder}: folder not found")
+        wanted = None if synsets is None else {str(s) for s in synsets}
+        objects: list[tuple[str, str]] = []
+        views: list[tuple[str, ...]] = []
+        skipped: list[str] = []
+        try:
+            synset_names = sorted(e.name for e in os.scandir(cloud_dir) if e.is_dir())
+        except OSError as error:
+            raise DataError(f"{cloud_dir}: cannot list ({oneline(error)})") from error
+        for synset in synset_names:
+            if wanted is not None and synset not in wanted:
+                continue
+            try:
+                ids = sorted(e.name[:-4] for e in os.scandir(cloud_dir / synset)
+                             if e.name.endswith(".ply") and e.is_file())
+            except OSError as error:
+                raise DataError(f"{cloud_dir / synset}: cannot list ({oneline(error)})") from error
+            for model_id in ids:
+                try:
+                    names = sorted(sys.intern(n) for n in os.listdir(render_dir / synset / model_id / "rendering")
+                                   if n.lower().endswith(".png"))
+                except (FileNotFoundError, NotADirectoryError):
+                    names = []
+                except OSError as error:
+                    raise DataError(f"{render_dir / synset / model_id / 'rendering'}: cannot list "
+                                    f"({oneline(error)})") from error
+                if not names:
+                    skipped.append(f"{synset}/{model_id}")
+                    continue
+                objects.append((sys.intern(synset), model_id))
+                views.append(tuple(names))
+        if wanted is not None and not wanted & set(synset_names):
+            raise DataError(f"{cloud_dir}: none of the synsets {sorted(wanted)} present")
+        if not objects:
+            raise DataError(f"{cloud_dir}: no .ply object with rendered PNG views under {render_dir}"
+                            + (f" ({len(skipped)} objects without PNGs)" if skipped else ""))
+        self.objects = objects
+        self.views = views
+        self.skipped = skipped
+        self.num_skipped = len(skipped)
+        if skipped:
+            log.warning("ShapeNetRender: skipped %d of %d objects without rendered PNG views under %s "
+                        "(e.g. %s)", len(skipped), len(skipped) + len(objects), render_dir, skipped[0])
+
+    def __len__(self) -> int:
+        return len(self.objects)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def ply_path(self, index: int) -> Path:
+        synset, model_id = self.objects[index]
+        return self.root / "ShapeNet" / synset / f"{model_id}.ply"
+
+    def png_path(self, index: int, view: int) -> Path:
+        synset, model_id = self.objects[index]
+        return self.root / "ShapeNetRendering" / synset / model_id / "rendering" / self.views[index][view]
+
+    # ------------------------------------------------------------------------------------------- points
+    def _points(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        cloud = read_ply_points(self.ply_path(index))
+        n = len(cloud)
+        choice = rng.choice(n, self.num_points, replace=n < self.num_points)
+        cloud = self._normalize(np.take(cloud, choice, axis=0))
+        return self.point_transform(cloud, rng), self.point_transform(cloud, rng)
+
+    # -------------------------------------------------------------------------------------------- image
+    def _image(self, index: int, rng: np.random.Generator) -> torch.Tensor:
+        view = int(rng.integers(len(self.views[index])))
+        rgba = read_png_rgba(self.png_path(index, view))
+        # decode_png returns a channels-last view; make it planar once so every later op runs contiguous
+        scale = 1.0 / (65535.0 if rgba.dtype == torch.uint16 else 255.0)
+        rgba = rgba.to(torch.float32, memory_format=torch.contiguous_format).mul_(scale)
+        # composite on the background: bg + alpha * (rgb - bg)
+        height, width = rgba.shape[-2:]
+        image = torch.lerp(self._bg.expand(3, height, width), rgba[:3], rgba[3:4].expand(3, height, width))
+
+        brightness, contrast, saturation, hue = self.color_jitter
+        order = rng.permutation(4)
+        factors = (rng.uniform(max(0.0, 1 - brightness), 1 + brightness),
+                   rng.uniform(max(0.0, 1 - contrast), 1 + contrast),
+                   rng.uniform(max(0.0, 1 - saturation), 1 + saturation),
+                   rng.uniform(-hue, hue))
+        for op in order:
+            if op == 0 and brightness > 0:
+                image = F.adjust_brightness(image, factors[0])
+            elif op == 1 and contrast > 0:
+                image = F.adjust_contrast(image, factors[1])
+            elif op == 2 and saturation > 0:
+                image = F.adjust_saturation(image, factors[2])
+            elif op == 3 and hue > 0:
+                image = F.adjust_hue(image, factors[3])
+        if rng.random() < self.flip_p:
+            image = image.flip(-1)
+        if self.grayscale:
+            image = torch.cat([image, F.rgb_to_grayscale(image)], dim=0)
+        # Normalise before resizing: per-channel affine maps commute with (antialiased) bilinear resizing,
+        # whose weights sum to one, and the stored 137 x 137 view has 2.7x fewer pixels than 224 x 224.
+        image = F.normalize(image, self._mean_list, self._std_list)
+        if tuple(image.shape[-2:]) != self.image_size:
+            # antialiasing only matters (and only costs) when shrinking
+            shrink = image.shape[-2] > self.image_size[0] or image.shape[-1] > self.image_size[1]
+            # resized as a batch of one-channel images: torch's CPU bilinear kernel is about 3x slower on a
+            # 3-channel image than on three 1-channel ones (measured with torch 2.13), and no slower with 4
+            image = F.resize(image.unsqueeze(1), list(self.image_size), antialias=shrink).squeeze(1)
+        return image
+
+    def __getitem__(self, index: int) -> dict:
+        index = int(index)
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        points1, points2 = self._points(index, rng)
+        with _one_torch_thread():
+            image = self._image(index, rng)
+        item = {"points1": torch.from_numpy(points1), "points2": torch.from_numpy(points2),
+                "image": image[:3]}
+        if self.grayscale:
+            item["gray"] = image[3:]
+        return item
