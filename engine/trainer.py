@@ -30,7 +30,7 @@ from tqdm import tqdm
 from utils import distributed
 from utils.checkpoint import atomic_save, load_checkpoint_file
 from utils.config import Config, save_config
-from utils.errors import CheckpointError, ConfigError
+from utils.errors import CheckpointError, ConfigError, UserError
 from utils.seeding import rng_states, seed_everything, set_rng_states
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -38,8 +38,8 @@ LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or Inf. The last good checkpoint is left as it was."""
+class TrainingDiverged(UserError):
+    """The loss became NaN or Inf. The last good checkpoint is left as it was; the script exits non-zero."""
 
 
 @dataclass

@@ -1,0 +1,138 @@
+"""train.py end to end on tiny synthetic data: artefacts, determinism, SIGKILL + resume, errors, torchrun."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+from utils.checkpoint import load_checkpoint_file
+
+REPO = Path(__file__).resolve().parents[1]
+# Small enough to take seconds on 2 cores, large enough to exercise every part of the method.
+TINY = ["device=cpu", "data.num_points=128", "data.image_size=32", "model.k=8", "model.emb_dims=64",
+        "model.proj_dim=32", "model.image_arch=resnet18", "monitor.num_points=128", "optim.batch_size=8",
+        "optim.epochs=2", "train.num_workers=0", "train.log_every=1", "weighting.warmup_steps=2",
+        "weighting.window=2"]
+
+
+def tiny_args(root, out, *extra):
+    return ["--config", str(REPO / "configs" / "demo.yaml"), f"data.root={root}", f"out={out}", *TINY, *extra]
+
+
+def model_state(run_dir):
+    return load_checkpoint_file(Path(run_dir) / "last.pt")["model"]
+
+
+def test_a_short_run_writes_events_metrics_checkpoints_and_a_plot(synthetic_root, tmp_path, capsys):
+    train.main(tiny_args(synthetic_root, tmp_path))
+    for name in ("config.yaml", "metrics.json", "last.pt", "best.pt", "curves.csv", "curves.png"):
+        assert (tmp_path / name).exists(), name
+    events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert len(metrics["epochs"]) == 2
+    first = metrics["epochs"][0]
+    assert {"loss", "loss_im", "loss_cm", "weight_im", "weight_cm"} <= set(first["train"])
+    assert 0.0 <= first["val"]["svm_acc"] <= 1.0
+    assert 0.0 <= metrics["random_init"]["svm_acc"] <= 1.0 and 0.0 <= metrics["test"]["svm_acc"] <= 1.0
+    assert metrics["test"]["selected_epoch"] == metrics["best"]["epoch"]
+    printed = capsys.readouterr().out
+    assert "random init" in printed and "pretrained" in printed
+
+
+def test_the_same_seed_twice_gives_identical_metrics_and_weights(synthetic_root, tmp_path):
+    for run in ("a", "b"):
+        train.main(tiny_args(synthetic_root, tmp_path / run, "optim.epochs=1", "train.num_workers=1"))
+    a, b = (json.loads((tmp_path / run / "metrics.json").read_text()) for run in "ab")
+    for record in a["epochs"] + b["epochs"]:
+        record.pop("seconds")
+    assert a == b
+    for (name, x), y in zip(model_state(tmp_path / "a").items(), model_state(tmp_path / "b").values()):
+        assert torch.equal(x, y), name
+
+
+def run_train(args, **kwargs):
+    return subprocess.Popen([sys.executable, "train.py", *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_sigkill_and_resumed_ends_bit_identical(synthetic_root, tmp_path):
+    args = lambda out, *extra: tiny_args(synthetic_root, out, "optim.epochs=3",  # noqa: E731
+                                         "train.checkpoint_every_steps=1", *extra)
+    straight = run_train(args(tmp_path / "straight"))
+    killed = run_train(args(tmp_path / "killed"))
+    checkpoint = tmp_path / "killed" / "last.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and killed.poll() is None:
+        if checkpoint.exists() and load_checkpoint_file(checkpoint)["step"] >= 4:
+            break
+        time.sleep(0.05)
+    assert killed.poll() is None, "the run ended before it could be killed"
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    step_at_kill = load_checkpoint_file(checkpoint)["step"]  # what SIGKILL left behind loads cleanly
+    resumed = run_train(args(tmp_path / "killed", "resume=auto"))
+    _, resumed_err = resumed.communicate(timeout=300)
+    _, straight_err = straight.communicate(timeout=300)
+    assert resumed.returncode == 0, resumed_err[-2000:]
+    assert straight.returncode == 0, straight_err[-2000:]
+    assert f"resumed from {checkpoint}" in resumed_err and step_at_kill < 9
+    for (name, x), y in zip(model_state(tmp_path / "straight").items(), model_state(tmp_path / "killed").values()):
+        assert torch.equal(x, y), name
+    straight_metrics, resumed_metrics = (json.loads((tmp_path / d / "metrics.json").read_text())
+                                         for d in ("straight", "killed"))
+    assert straight_metrics["test"] == resumed_metrics["test"]
+
+
+def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoint(synthetic_root, tmp_path):
+    # An absurd learning rate drives the weights to Inf within a few steps.
+    process = run_train(tiny_args(synthetic_root, tmp_path, "optim.epochs=4", "optim.lr=1e30",
+                                  "weighting.name=static"))
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 2
+    assert "error: the loss became NaN/Inf" in err and "Traceback" not in err
+    if (tmp_path / "last.pt").exists():  # an epoch may have ended before the loss blew up
+        state = model_state(tmp_path)
+        assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lrr=1", "unknown key 'optim.lrr'"),
+    ("device=cuda", "CUDA is not available"),
+])
+def test_config_mistakes_are_one_line_errors(synthetic_root, tmp_path, override, message):
+    if override == "device=cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    process = run_train(tiny_args(synthetic_root, tmp_path, override))
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 2 and message in err and "Traceback" not in err
+
+
+def test_a_missing_data_root_is_one_line_naming_it(tmp_path):
+    process = run_train(tiny_args(tmp_path / "nowhere", tmp_path / "out"))
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 2 and "nowhere" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_two_processes_train_together_under_torchrun(synthetic_root, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train.py",
+         *tiny_args(synthetic_root, tmp_path, "optim.epochs=1", "optim.batch_size=4")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["world_size"] == 2
+    # Each process takes half of the 26 objects: 13 // 4 = 3 steps per epoch, not the 6 of a single process.
+    assert metrics["epochs"][0]["step"] == 3
+    assert torch.isfinite(torch.tensor(metrics["epochs"][0]["train"]["loss"]))
