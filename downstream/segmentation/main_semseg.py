@@ -1,0 +1,152 @@
+"""S3DIS semantic segmentation: fine-tune DGCNN_semseg on the areas other than the test area, from a
+pretrained encoder or from scratch; Area 5 or 6-fold (configs/semseg.yaml describes the protocol).
+
+    python -m downstream.segmentation.main_semseg --data-root data                       # Area 5, scratch
+    python -m downstream.segmentation.main_semseg --checkpoint semseg.pth data.test_area=6
+    python -m downstream.segmentation.main_semseg --six-fold --out runs/semseg_6fold      # areas 1..6
+    python -m downstream.segmentation.main_semseg --six-fold --resume auto --out runs/semseg_6fold
+"""
+
+from __future__ import annotations
+
+import sys
+
+if not __package__:  # run as a file: the repository root is not importable, say how to run it
+    print("error: run this script from the repository root as a module: "
+          "python -m downstream.segmentation.main_semseg --help", file=sys.stderr)
+    raise SystemExit(2)
+
+from pathlib import Path
+
+import numpy as np
+
+from datasets.s3dis import CLASS_NAMES, S3DIS
+from downstream import common
+from engine.evaluate import SemSegMeter
+from engine.trainer import Evaluation, setup_runtime
+from models.build import build_model
+from utils import distributed
+from utils.config import Config
+from utils.errors import ConfigError, exit_on_user_error
+
+DEFAULTS = common.CONFIGS / "semseg.yaml"
+AREAS = (1, 2, 3, 4, 5, 6)
+SCALARS = ("miou", "overall_acc", "mean_class_acc")
+
+
+def score(module, loader, runtime, desc: str) -> SemSegMeter:
+    """A confusion matrix over every point of every block of a split."""
+    meter = SemSegMeter(len(CLASS_NAMES))
+    for logits, batch in common.predict(module, loader, runtime, desc):
+        meter.update(logits.argmax(-1), batch["seg"])
+    return meter
+
+
+def with_class_names(metrics: dict, confusion: np.ndarray) -> dict:
+    """compute()'s output with per-class IoU keyed by class name, and the confusion matrix."""
+    out = {key: metrics[key] for key in SCALARS}
+    out["per_class_iou"] = dict(zip(CLASS_NAMES, metrics["per_class_iou"]))
+    out["confusion"] = confusion.tolist()
+    return out
+
+
+def print_per_class(title: str, result: dict) -> None:
+    print(f"\n{title}")
+    print(f"  mIoU {common.pct(result['miou'])} %   OA {common.pct(result['overall_acc'])} %   "
+          f"mean class acc {common.pct(result['mean_class_acc'])} %")
+    print("  " + "  ".join(f"{name[:8]:>8}" for name in CLASS_NAMES))
+    print("  " + "  ".join(f"{common.pct(v).strip():>8}" for v in result["per_class_iou"].values()))
+
+
+def run_area(cfg: Config) -> dict:
+    """Train with Area `data.test_area` held out, select on the val rooms, test once on the test area."""
+    if cfg.model.name != "dgcnn_semseg":
+        raise ConfigError(f"model.name '{cfg.model.name}': semantic segmentation fine-tunes dgcnn_semseg")
+    runtime = setup_runtime(cfg)
+    module = common.PointSegmentation(build_model(cfg.model), cfg.loss.label_smoothing)
+    report = common.initial_weights(cfg, module.model, runtime)
+    data = cfg.data
+
+    def split(name: str):
+        return S3DIS(data.root, split=name, test_area=data.test_area, num_points=data.num_points, seed=cfg.seed,
+                     val_fraction=data.val_fraction)
+
+    train_set = split("train")
+    val_loader, test_loader = common.eval_loader(split("val"), cfg), common.eval_loader(split("test"), cfg)
+    if len(val_loader.dataset) == 0:
+        raise ConfigError(f"data.val_fraction {data.val_fraction}: no validation rooms held out; raise it")
+    tested = {}
+
+    def validate(m):
+        return {k: v for k, v in score(m, val_loader, runtime, "val").compute().items() if k in SCALARS}
+
+    def test(m):
+        meter = score(m, test_loader, runtime, f"test (Area {data.test_area})")
+        tested.update(with_class_names(meter.compute(), meter.confusion))
+        return {k: tested[k] for k in SCALARS}
+
+    result = common.fine_tune(cfg, runtime, module, report, train_set, Evaluation(validate, test, "miou"))
+    if not runtime.is_main:
+        return result["test"]
+    full = {**result["test"], **tested}
+    common.update_metrics(Path(cfg.out) / "metrics.json", test=full, test_area=data.test_area,
+                          test_blocks=len(test_loader.dataset))
+    print_per_class(f"S3DIS Area {data.test_area} ({len(test_loader.dataset)} test blocks), model of epoch "
+                    f"{full['selected_epoch']} (best val mIoU):", full)
+    print(f"run directory: {cfg.out}")
+    return full
+
+
+def run_six_fold(cfg: Config) -> dict:
+    """Test areas 1..6 one after another into <out>/area_<a>/; the 6-fold figures come from the six test
+    confusion matrices summed (every S3DIS point is tested exactly once)."""
+    if cfg.resume not in (None, "auto"):
+        raise ConfigError(f"resume '{cfg.resume}' names one run; the 6-fold driver runs six, use resume=auto")
+    out = Path(cfg.out)
+    per_area = {}
+    for area in AREAS:
+        area_cfg = Config(cfg.to_dict())
+        area_cfg.data["test_area"], area_cfg["out"] = area, str(out / f"area_{area}")
+        if distributed.is_main_process():
+            print(f"\n===== 6-fold: test Area {area} -> {area_cfg.out}", flush=True)
+        per_area[area] = run_area(area_cfg)
+    if not distributed.is_main_process():
+        return {}
+    meter = SemSegMeter(len(CLASS_NAMES))
+    meter.confusion = sum(np.asarray(per_area[a]["confusion"], dtype=np.int64) for a in AREAS)
+    overall = with_class_names(meter.compute(), meter.confusion)
+    areas = {str(a): {k: per_area[a][k] for k in (*SCALARS, "selected_epoch")} for a in AREAS}
+    common.write_json({"seed": cfg.seed, "six_fold": True, "per_area": areas, "test": overall},
+                      out / "metrics.json")
+    print("\nS3DIS per test area (each model scored once on its held-out area):")
+    print("  area      mIoU       OA   mAcc   epoch")
+    for area, row in areas.items():
+        print(f"  {area:>4}  {common.pct(row['miou'])}  {common.pct(row['overall_acc'])}  "
+              f"{common.pct(row['mean_class_acc'])}  {row['selected_epoch']:>5}")
+    print_per_class("S3DIS 6-fold (confusion matrices of the six test areas summed):", overall)
+    print(f"run directory: {out}")
+    return overall
+
+
+def run(cfg: Config) -> dict:
+    return run_six_fold(cfg) if cfg.data.six_fold else run_area(cfg)
+
+
+def add_flags(parser) -> None:
+    parser.add_argument("--six-fold", action="store_true", help="test areas 1..6 in turn (same as data.six_fold=true)")
+
+
+@exit_on_user_error
+def main(argv=None):
+    args = common.parse_args(__spec__.name, __doc__, DEFAULTS, argv, extra=add_flags)
+    cfg = common.load_script_config(args, DEFAULTS)
+    if args.six_fold:
+        cfg.data["six_fold"] = True
+    try:
+        return common.run_seeds(cfg, run, args.seeds)
+    finally:
+        distributed.cleanup()
+
+
+if __name__ == "__main__":
+    main()
