@@ -27,9 +27,9 @@ test: install
 	$(PY) -m pytest
 
 bench: install
-	$(PY) bench/encoder.py
-	$(PY) bench/loader.py
-	$(PY) bench/svm.py
+	$(PY) -m bench.encoder
+	$(PY) -m bench.loader
+	$(PY) -m bench.svm
 
 clean-demo:
 	rm -rf $(DEMO_DATA) $(DEMO_OUT)
