@@ -58,9 +58,14 @@ def test_the_same_seed_twice_gives_identical_metrics_and_weights(synthetic_root,
         assert torch.equal(x, y), name
 
 
-def run_train(args, **kwargs):
+# One thread per process: two OpenMP teams of two threads on two cores wait on each other and run many times
+# slower than one thread each.
+SINGLE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def run_train(args):
     return subprocess.Popen([sys.executable, "train.py", *args], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+                            stderr=subprocess.PIPE, text=True, env=SINGLE_THREAD)
 
 
 @pytest.mark.slow
@@ -125,11 +130,10 @@ def test_a_missing_data_root_is_one_line_naming_it(tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_train_together_under_torchrun(synthetic_root, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train.py",
          *tiny_args(synthetic_root, tmp_path, "optim.epochs=1", "optim.batch_size=4")],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        cwd=REPO, env=SINGLE_THREAD, capture_output=True, text=True, timeout=300)
     assert process.returncode == 0, process.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["world_size"] == 2
