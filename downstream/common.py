@@ -86,7 +86,8 @@ def load_encoder_weights(model: nn.Module, path: str | os.PathLike, *, require_a
     the report. With `require_all` every tensor of `model` must be loaded (frozen-feature evaluation: a layer
     left at its random initial value would silently change what is measured); otherwise a CheckpointError."""
     report = load_pretrained_encoder(model, path, log=None)
-    print(report.summary())
+    if distributed.is_main_process():
+        print(report.summary())
     missing = [k for k in report.missing if not k.endswith("num_batches_tracked")]
     if require_all and missing:
         mismatch = f"; e.g. {report.mismatched[0][0]} is {report.mismatched[0][1]} there, " \
@@ -116,12 +117,15 @@ class PointSegmentation(nn.Module):
     {"loss": label-smoothed cross-entropy over all points, "acc": point accuracy}.
 
     Batches hold `points` (B, N, C) and `seg` (B, N); with `with_category` also `category` (B,), passed to the
-    model (part segmentation). Label smoothing is PyTorch's (the true class gets 1 - eps + eps/P); DGCNN's own
-    loss gives it exactly 1 - eps, which is eps' = eps * P / (P - 1) here (0.2 -> 0.204 for 50 parts).
+    model (part segmentation). Label smoothing as DGCNN defines it: the true class gets 1 - eps and each of the
+    other P - 1 classes eps / (P - 1). (That is PyTorch's `label_smoothing` of eps * P / (P - 1), which spreads
+    its value over all P classes, the true one included.)
     """
 
     def __init__(self, model: nn.Module, label_smoothing: float = 0.0, with_category: bool = False):
         super().__init__()
+        if not 0.0 <= label_smoothing < 0.5:
+            raise ConfigError(f"loss.label_smoothing {label_smoothing}: expected a value in [0, 0.5)")
         self.model, self.label_smoothing, self.with_category = model, float(label_smoothing), with_category
 
     def logits(self, batch: Mapping) -> torch.Tensor:
@@ -131,8 +135,9 @@ class PointSegmentation(nn.Module):
 
     def forward(self, batch: Mapping) -> dict[str, torch.Tensor]:
         logits, seg = self.logits(batch), batch["seg"]
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), seg.reshape(-1),
-                               label_smoothing=self.label_smoothing)
+        classes = logits.shape[-1]
+        loss = F.cross_entropy(logits.reshape(-1, classes).float(), seg.reshape(-1),
+                               label_smoothing=self.label_smoothing * classes / (classes - 1))
         acc = (logits.detach().argmax(-1) == seg).float().mean()
         return {"loss": loss, "acc": acc}
 

@@ -8,6 +8,7 @@ protocol, not the published numbers.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import torch
 
 from datasets import ModelNet40
 from datasets.transforms import pretrain_augmentation
+from downstream import common
 from downstream.classification import main as classification
 from downstream.segmentation import main_partseg, main_semseg
 from engine import evaluate
@@ -35,6 +37,16 @@ CLS = ["device=cpu", "model.k=8", "model.emb_dims=64", f"data.modelnet40_points=
        "fewshot.settings=[3w2s, 5w5s, 10w20s]"]
 SEG = ["device=cpu", "model.k=8", "model.emb_dims=64", f"data.num_points={POINTS}", "optim.batch_size=8",
        "train.num_workers=0", "train.log_every=1"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these models are tiny, and on a shared machine two-thread OpenMP barriers can
+    spin for far longer than the work itself."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def metrics_of(run_dir: Path) -> dict:
@@ -178,6 +190,18 @@ def test_semseg_fine_tuning_improves(synthetic_root, tmp_path):
     assert test["overall_acc"] == pytest.approx(np.trace(confusion) / confusion.sum())
 
 
+def test_label_smoothing_is_dgcnn_s():
+    """DGCNN's cal_loss: the true class gets 1 - eps, every other class eps / (P - 1)."""
+    logits, target = torch.randn(2, 7, 5), torch.randint(0, 5, (2, 7))
+    module = common.PointSegmentation(lambda points: logits, label_smoothing=0.2)
+    one_hot = torch.nn.functional.one_hot(target, 5).float()
+    smoothed = one_hot * 0.8 + (1 - one_hot) * 0.2 / 4
+    expected = -(smoothed * logits.log_softmax(-1)).sum(-1).mean()
+    out = module({"points": torch.zeros(2, 7, 3), "seg": target})
+    assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
+    assert out["acc"].item() == pytest.approx((logits.argmax(-1) == target).float().mean().item())
+
+
 def test_six_fold_sums_the_confusion_matrices(tmp_path, monkeypatch):
     """The 6-fold figures come from the six test confusion matrices summed, not from averaging area mIoUs."""
     rng = np.random.default_rng(0)
@@ -241,7 +265,8 @@ def test_bad_checkpoint_is_one_line_exit_2(synthetic_root, tmp_path):
     torch.save({"foo": torch.randn(3, 3), "bar.weight": torch.randn(7)}, path)
     done = subprocess.run([sys.executable, "-m", "downstream.classification.main", "--checkpoint", str(path),
                            "--data-root", str(synthetic_root), "--out", str(tmp_path / "out"), *CLS],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+                          cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(path) in lines[0], done.stderr
@@ -305,3 +330,12 @@ def test_multi_seed_runner_reports_mean_and_sample_std(synthetic_root, tmp_path)
     assert json.loads((out / "summary.json").read_text())["metrics"]["modelnet40/svm_acc"]["n"] == 2
     table = (out / "summary.md").read_text()
     assert "| modelnet40/svm_acc |" in table and "+-" in table and "seed 1" in table and "n-1" in table
+
+
+@pytest.mark.parametrize("demo,defaults", [("demo_classification", "classification"), ("demo_partseg", "partseg"),
+                                           ("demo_semseg", "semseg")])
+def test_demo_configs_validate_against_their_script_defaults(demo, defaults):
+    from utils.config import load_config
+
+    cfg = load_config(ROOT / "configs" / f"{demo}.yaml", defaults=ROOT / "configs" / f"{defaults}.yaml")
+    assert cfg.device == "cpu" and cfg.train.num_workers <= 1 and cfg.train.amp == "none"

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = ["device=cpu", "data.num_points=128", "data.image_size=32", "model.k=8", "model.emb_dims=64",
         "model.proj_dim=32", "model.image_arch=resnet18", "monitor.num_points=128", "optim.batch_size=8",
         "optim.epochs=2", "train.num_workers=0", "train.log_every=1", "weighting.warmup_steps=2",
-        "weighting.window=2"]
+        "weighting.window=2", "train.eval_every=1"]
 
 
 def tiny_args(root, out, *extra):

@@ -16,9 +16,11 @@ if not __package__:  # run as a file: the repository root is not importable, say
           "python -m downstream.classification.main --help", file=sys.stderr)
     raise SystemExit(2)
 
+import json
 import re
 from pathlib import Path
 
+import numpy as np
 import yaml
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
@@ -56,15 +58,13 @@ def parse_setting(text: str) -> tuple[int, int]:
 
 def few_shot_shortfall(train_y, test_y, n_way: int, k_shot: int, queries: int) -> str | None:
     """Why an N-way K-shot setting cannot run on this dataset, or None when it can."""
-    import numpy as np
-
     train_counts = np.bincount(train_y)
     test_counts = np.bincount(test_y, minlength=len(train_counts))
     eligible = int(((train_counts >= k_shot) & (test_counts[: len(train_counts)] >= queries)).sum())
     if eligible >= n_way:
         return None
-    return (f"needs {n_way} classes with >= {k_shot} training and >= {queries} test examples, "
-            f"this dataset has {eligible}")
+    return (f"needs {n_way} classes with >= {k_shot} training and >= {queries} test examples "
+            f"(fewshot.queries), {eligible} qualify here")
 
 
 def evaluate_dataset(name: str, encoder, cfg: Config, runtime, run_dir: Path, writer) -> tuple[dict, dict]:
@@ -75,10 +75,10 @@ def evaluate_dataset(name: str, encoder, cfg: Config, runtime, run_dir: Path, wr
         dataset = build_dataset(cfg, name, split)
         loader = DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=False,
                             num_workers=cfg.train.num_workers, pin_memory=runtime.device.type == "cuda")
-        progress = tqdm(loader, desc=f"{title} {split} features", leave=False, mininterval=1.0 if sys.stderr.isatty() else 30.0)
+        progress = tqdm(loader, desc=f"{title} {split} features", leave=False,
+                        mininterval=1.0 if sys.stderr.isatty() else 30.0)
         features[split] = extract_features(encoder, progress, runtime.device, runtime.amp_dtype)
-        if split == "test":
-            class_names = list(getattr(dataset, "class_names"))
+        class_names = list(dataset.class_names)
     (train_x, train_y), (test_x, test_y) = features["trainval"], features["test"]
     details = {"train_samples": len(train_y), "test_samples": len(test_y), "feature_dim": int(train_x.shape[1])}
 
@@ -125,9 +125,9 @@ def print_results(cfg: Config, encoder_name: str, test: dict, details: dict) -> 
         print(f"  linear SVM (C={info['svm_c']:g})      {common.pct(metrics['svm_acc'])} %")
         for setting, result in metrics["fewshot"].items():
             print(f"  few-shot {setting:<7} ({cfg.fewshot.runs} runs) {common.pct(result['mean'])} +- "
-                  f"{100 * result['std']:.2f} %")
-        for setting in info["fewshot_skipped"]:
-            print(f"  few-shot {setting:<7} skipped (too few classes)")
+                  f"{100 * result['std']:.2f} %   (mean +- std over episodes)")
+        for setting, reason in info["fewshot_skipped"].items():
+            print(f"  few-shot {setting:<7} skipped: {reason}")
         if "tsne" in info:
             print(f"  t-SNE: {info['tsne']}")
 
@@ -178,8 +178,6 @@ def run(cfg: Config) -> dict:
 
 def finished_run(run_dir: Path, cfg: Config) -> dict | None:
     """The test metrics of a finished run of the same config in `run_dir`, else None."""
-    import json
-
     metrics_path, config_path = run_dir / "metrics.json", run_dir / "config.yaml"
     if not (metrics_path.exists() and config_path.exists()):
         return None
