@@ -34,6 +34,16 @@ def natural_key(path: Path | str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", Path(path).name)]
 
 
+def checked_index(index, length: int) -> int:
+    """`index` as a non-negative int below `length` (negative counts from the end), else IndexError."""
+    index = int(index)
+    if index < 0:
+        index += length
+    if not 0 <= index < length:
+        raise IndexError(index)
+    return index
+
+
 def resolve_root(root) -> Path:
     """Absolute data root (relative roots are taken against the current directory, once, here)."""
     if root is None:
@@ -275,11 +285,7 @@ class PointCloudDataset(Dataset):
                 {k: v[index] for k, v in self._point_items.items()})
 
     def __getitem__(self, index: int) -> dict:
-        index = int(index)
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(index)
+        index = checked_index(index, len(self))
         points, shape_labels, point_labels = self._raw(index)
         if self.transform is not None:
             rng = np.random.default_rng((self.seed, self.epoch, index))

@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 
 from utils.errors import DataError
 
-from .h5 import oneline, resolve_root
+from .h5 import checked_index, oneline, resolve_root
 from .transforms import NormalizeUnitSphere, pretrain_augmentation
 
 log = logging.getLogger(__name__)
@@ -340,11 +340,7 @@ class ShapeNetRender(Dataset):
         return image
 
     def __getitem__(self, index: int) -> dict:
-        index = int(index)
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(index)
+        index = checked_index(index, len(self))
         rng = np.random.default_rng((self.seed, self.epoch, index))
         points1, points2 = self._points(index, rng)
         with _one_torch_thread():

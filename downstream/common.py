@@ -14,7 +14,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -34,10 +34,14 @@ NOT_METRICS = {"selected_epoch"}  # scalars of a test result that are bookkeepin
 
 
 # ----------------------------------------------------------------------------------------- command line
+Switch = tuple[str, str, str]  # (flag, the config override it stands for, help)
+
+
 def parse_args(module: str, description: str, defaults: Path, argv=None,
-               extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+               switches: Sequence[Switch] = ()) -> argparse.Namespace:
     """The command line every downstream script takes (`module`: the script's dotted name, for the usage
-    line); `extra(parser)` adds a script's own flags."""
+    line). A script's own on/off flags are `switches`: each stands for a config override, added after the
+    others so that it wins, and validated like them."""
     parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(defaults), help=f"YAML config (default: {defaults.name})")
@@ -50,8 +54,8 @@ def parse_args(module: str, description: str, defaults: Path, argv=None,
     parser.add_argument("--resume", help="'auto': continue the run in --out where it stopped (fine-tuning: from its "
                                          "last.pt; classification: keep a finished run of the same config), or a "
                                          "last.pt path")
-    if extra is not None:
-        extra(parser)
+    for flag, override, help_text in switches:
+        parser.add_argument(flag, action="store_true", help=f"{help_text} (same as {override})")
     parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. optim.lr=0.05")
     args = parser.parse_args(argv)
     # `--seeds 0 1 optim.lr=0.05`: argparse hands the overrides that follow --seeds to --seeds
@@ -63,6 +67,8 @@ def parse_args(module: str, description: str, defaults: Path, argv=None,
     except ValueError:
         raise ConfigError(f"--seeds: expected integers, got {' '.join(seeds)}") from None
     args.overrides = overrides + list(args.overrides)
+    args.overrides += [override for flag, override, _ in switches
+                       if getattr(args, flag.lstrip("-").replace("-", "_"))]
     return args
 
 
@@ -78,6 +84,17 @@ def load_script_config(args: argparse.Namespace, defaults: Path) -> Config:
     if args.data_root is not None:
         cfg.data["root"] = args.data_root
     return cfg
+
+
+def script_main(module: str, description: str, defaults: Path, run_one: Callable[[Config], Mapping], argv=None,
+                switches: Sequence[Switch] = ()) -> Mapping:
+    """The whole main() of a downstream script: parse, load the config, run once or once per seed."""
+    args = parse_args(module, description, defaults, argv, switches)
+    cfg = load_script_config(args, defaults)
+    try:
+        return run_seeds(cfg, run_one, args.seeds)
+    finally:
+        distributed.cleanup()
 
 
 # ----------------------------------------------------------------------------------- pretrained weights

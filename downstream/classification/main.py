@@ -31,7 +31,6 @@ from downstream import common
 from engine.evaluate import extract_features, few_shot_accuracy, linear_svm_accuracy, plot_tsne, select_svm_c
 from engine.trainer import setup_runtime
 from models.build import BACKBONES
-from utils import distributed
 from utils.config import Config, save_config
 from utils.errors import ConfigError, exit_on_user_error
 
@@ -188,21 +187,10 @@ def finished_run(run_dir: Path, cfg: Config) -> dict | None:
     return metrics.get("test") if saved == current and "test" in metrics else None
 
 
-def add_flags(parser) -> None:
-    parser.add_argument("--random-init", action="store_true",
-                        help="evaluate the encoder at random initialisation (seeded), the baseline")
-
-
 @exit_on_user_error
 def main(argv=None):
-    args = common.parse_args(__spec__.name, __doc__, DEFAULTS, argv, extra=add_flags)
-    cfg = common.load_script_config(args, DEFAULTS)
-    if args.random_init:
-        cfg["random_init"] = True
-    try:
-        return common.run_seeds(cfg, run, args.seeds)
-    finally:
-        distributed.cleanup()
+    return common.script_main(__spec__.name, __doc__, DEFAULTS, run, argv, switches=[
+        ("--random-init", "random_init=true", "evaluate the encoder at random initialisation (seeded), the baseline")])
 
 
 if __name__ == "__main__":

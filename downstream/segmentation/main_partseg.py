@@ -26,7 +26,6 @@ from downstream import common
 from engine.evaluate import part_seg_miou, restrict_to_category
 from engine.trainer import Evaluation, setup_runtime
 from models.build import build_model
-from utils import distributed
 from utils.config import Config
 from utils.errors import ConfigError, exit_on_user_error
 
@@ -93,12 +92,7 @@ def run(cfg: Config) -> dict:
 
 @exit_on_user_error
 def main(argv=None):
-    args = common.parse_args(__spec__.name, __doc__, DEFAULTS, argv)
-    cfg = common.load_script_config(args, DEFAULTS)
-    try:
-        return common.run_seeds(cfg, run, args.seeds)
-    finally:
-        distributed.cleanup()
+    return common.script_main(__spec__.name, __doc__, DEFAULTS, run, argv)
 
 
 if __name__ == "__main__":

@@ -132,20 +132,10 @@ def run(cfg: Config) -> dict:
     return run_six_fold(cfg) if cfg.data.six_fold else run_area(cfg)
 
 
-def add_flags(parser) -> None:
-    parser.add_argument("--six-fold", action="store_true", help="test areas 1..6 in turn (same as data.six_fold=true)")
-
-
 @exit_on_user_error
 def main(argv=None):
-    args = common.parse_args(__spec__.name, __doc__, DEFAULTS, argv, extra=add_flags)
-    cfg = common.load_script_config(args, DEFAULTS)
-    if args.six_fold:
-        cfg.data["six_fold"] = True
-    try:
-        return common.run_seeds(cfg, run, args.seeds)
-    finally:
-        distributed.cleanup()
+    return common.script_main(__spec__.name, __doc__, DEFAULTS, run, argv, switches=[
+        ("--six-fold", "data.six_fold=true", "test areas 1..6 in turn")])
 
 
 if __name__ == "__main__":
