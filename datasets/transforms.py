@@ -167,6 +167,24 @@ class RandomDropout:
         return f"RandomDropout({self.max_ratio})"
 
 
+class ScaleShift:
+    """DGCNN's training augmentation (`translate_pointcloud`): per-axis scale U(low, high) then per-axis shift
+    U(-shift, shift) of the xyz columns; further columns pass through. """
+
+    def __init__(self, low: float = 2.0 / 3.0, high: float = 1.5, shift: float = 0.2):
+        self.low, self.high, self.shift = float(low), float(high), float(shift)
+
+    def __call__(self, points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        out = np.array(points, dtype=np.float32, copy=True)
+        scale = rng.uniform(self.low, self.high, size=3).astype(np.float32)
+        shift = rng.uniform(-self.shift, self.shift, size=3).astype(np.float32)
+        out[:, :3] = out[:, :3] * scale + shift
+        return out
+
+    def __repr__(self) -> str:
+        return f"ScaleShift({self.low:.4g}, {self.high:.4g}, {self.shift:.4g})"
+
+
 def pretrain_augmentation() -> Compose:
     """The per-view pretraining augmentation (applied to an already unit-sphere-normalised cloud):
     scale U(0.5, 2) -> rotation about y U(0, 2pi) -> translation U(-0.5, 0.5) x extent -> jitter

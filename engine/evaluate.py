@@ -1,82 +1,87 @@
-"""Frozen-feature evaluation and segmentation metrics.
+"""Evaluation that knows no dataset: an inference loop, frozen features, the linear SVM, few-shot, t-SNE.
 
-Everything here works on plain arrays once the features are extracted; only `extract_features` touches torch
-modules. Accuracies are fractions in [0, 1] (as sklearn's `score`), never percentages.
+Everything after `extract_features` works on plain arrays. Accuracies are fractions in [0, 1] (as sklearn's
+`score`), never percentages.
 
 Contents
-- `extract_features`: run a frozen encoder over a loader of `{"points", "label"}` batches.
+- `inference`: run a module over a loader in eval mode without gradients (the one evaluation loop).
+- `extract_features`: frozen features of `{"points", "label"}` batches.
 - `LinearSVM`, `linear_svm_accuracy`, `select_svm_c`: the linear-SVM protocol (sklearn `SVC(kernel="linear")`
   semantics, computed through a precomputed Gram matrix; see `LinearSVM`).
 - `few_shot_episodes`, `few_shot_accuracy`: N-way K-shot evaluation, support from train, queries from test.
-- `restrict_to_category`, `part_seg_ious`, `part_seg_miou`: ShapeNetPart metrics.
-- `SemSegMeter`: S3DIS overall accuracy / mIoU from a confusion matrix accumulated over all blocks.
 - `plot_tsne`: a t-SNE picture of features.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from datasets.shapenet_part import CATEGORY_NAMES, PART_RANGES
-
-# --------------------------------------------------------------------------------------------------------------
-# ShapeNetPart categories and their part ids: defined once, in datasets/shapenet_part.py (REFERENCE.md section 1:
-# 16 categories, 4,2,2,4,4,3,3,2,4,2,6,2,3,3,3,3 parts, ids contiguous from 0).
-# --------------------------------------------------------------------------------------------------------------
-
-SHAPENETPART_CATEGORIES = CATEGORY_NAMES
-
-
-def shapenetpart_part_ranges() -> dict[int, range]:
-    """`{category: range of its part ids}` for ShapeNetPart (the same object format as `ShapeNetPart.part_ranges`)."""
-    return dict(PART_RANGES)
-
+from engine.trainer import move_to_device
+from utils.errors import NonFiniteError
 
 # --------------------------------------------------------------------------------------------------------------
-# Feature extraction
+# Inference and feature extraction
 # --------------------------------------------------------------------------------------------------------------
 
 
-def extract_features(encoder: torch.nn.Module, loader, device, amp_dtype: torch.dtype | None = None):
-    """Frozen features of every item of `loader`.
+def inference(forward: Callable[[Mapping], torch.Tensor], module: torch.nn.Module, loader, device,
+              amp_dtype: torch.dtype | None = None, desc: str | None = None) -> Iterator[tuple[torch.Tensor, Mapping]]:
+    """Yield `(forward(batch).float(), batch)` for every batch of `loader`, the batch on `device`.
 
-    `encoder` maps points `(B, N, C)` to a feature tensor `(B, F)` (pass the backbone, not a module that also
-    returns projections; under DDP pass the unwrapped module). It runs in eval mode under
-    `torch.inference_mode`, with autocast to `amp_dtype` when given; its previous train/eval mode is restored
-    afterwards, also when an exception escapes. Batches are dicts with `points` and `label`.
-
-    Returns `(features, labels)`: float32 `(n, F)` and int64 `(n,)` numpy arrays, in loader order.
+    `module` (whose parameters `forward` uses) runs in eval mode under `torch.inference_mode`, with autocast to
+    `amp_dtype` when given; its previous train/eval mode is restored afterwards, also when an exception escapes.
+    `desc` shows a progress bar.
     """
     device = torch.device(device)
-    was_training = encoder.training
-    features, labels = [], []
-    encoder.eval()
+    was_training = module.training
+    module.eval()
+    if desc is not None:
+        loader = tqdm(loader, desc=desc, leave=False, mininterval=1.0 if sys.stderr.isatty() else 30.0)
     try:
         with torch.inference_mode():
             for batch in loader:
-                points = batch["points"].to(device, non_blocking=True)
-                with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    out = encoder(points)
-                if not isinstance(out, torch.Tensor):
-                    raise TypeError(
-                        f"extract_features: the encoder returned {type(out).__name__}, expected a feature tensor "
-                        "(B, F); pass the backbone that returns the representation"
-                    )
-                features.append(out.reshape(out.shape[0], -1).float().cpu())
-                labels.append(torch.as_tensor(batch["label"]).reshape(-1).long().cpu())
+                batch = move_to_device(batch, device)
+                with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32,
+                                    enabled=amp_dtype is not None):
+                    out = forward(batch)
+                yield out.float(), batch
     finally:
-        encoder.train(was_training)
+        module.train(was_training)
+
+
+def extract_features(encoder: torch.nn.Module, loader, device, amp_dtype: torch.dtype | None = None,
+                     desc: str | None = None):
+    """Frozen features of every item of `loader` (batches with `points` and `label`).
+
+    `encoder` maps points `(B, N, C)` to a feature tensor `(B, F)` (pass the backbone, not a module that also
+    returns projections; under DDP pass the unwrapped module). Returns `(features, labels)`: float32 `(n, F)`
+    and int64 `(n,)` numpy arrays, in loader order.
+    """
+
+    def forward(batch):
+        out = encoder(batch["points"])
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"extract_features: the encoder returned {type(out).__name__}, expected a feature "
+                            "tensor (B, F); pass the backbone that returns the representation")
+        return out
+
+    features, labels = [], []
+    for out, batch in inference(forward, encoder, loader, device, amp_dtype, desc):
+        features.append(out.reshape(out.shape[0], -1).cpu())
+        labels.append(torch.as_tensor(batch["label"]).reshape(-1).long().cpu())
     if not features:
         raise ValueError("extract_features: the loader yielded no batches")
     feats = torch.cat(features).numpy().astype(np.float32, copy=False)
     labs = torch.cat(labels).numpy().astype(np.int64, copy=False)
-    if len(feats) != len(labs):
-        raise ValueError(f"extract_features: {len(feats)} feature rows but {len(labs)} labels")
+    if not np.isfinite(feats).all():
+        raise NonFiniteError("the encoder produced NaN or Inf features: its weights or the input points are not finite")
     return feats, labs
 
 
@@ -280,8 +285,6 @@ def select_svm_c(train_x, train_y, Cs: Sequence[float] = (1e-4, 3e-4, 1e-3, 3e-3
 # Few-shot
 # --------------------------------------------------------------------------------------------------------------
 
-FEW_SHOT_SETTINGS = ((5, 10), (5, 20), (10, 10), (10, 20))  # (n_way, k_shot), as CrossPoint reports
-
 
 def few_shot_episodes(train_labels, test_labels, n_way: int, k_shot: int, n_query: int = 20,
                       n_runs: int = 10, seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -341,172 +344,6 @@ def few_shot_accuracy(train_x, train_y, test_x, test_y, n_way: int, k_shot: int,
         clf = SVC(kernel="linear", C=C).fit(scaler.transform(train_x[support]), train_y[support])
         accs.append(float(clf.score(scaler.transform(test_x[query]), test_y[query])))
     return float(np.mean(accs)), float(np.std(accs)), accs
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Segmentation metrics
-# --------------------------------------------------------------------------------------------------------------
-
-
-def _numpy(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def _part_mask(part_ranges) -> np.ndarray:
-    """(num_categories, num_parts) bool: which part ids belong to which category.
-
-    `part_ranges` maps each category 0..C-1 to its part ids: a mapping `{category: ids}` or a sequence indexed
-    by category, where `ids` is any iterable of ints (typically a `range`, as `shapenetpart_part_ranges()`).
-    """
-    if isinstance(part_ranges, Mapping):
-        if sorted(part_ranges) != list(range(len(part_ranges))):
-            raise ValueError(f"part_ranges: keys must be the categories 0..{len(part_ranges) - 1}")
-        entries = [part_ranges[c] for c in range(len(part_ranges))]
-    else:
-        entries = list(part_ranges)
-    ids = [np.asarray(list(e), dtype=np.int64) for e in entries]
-    if not ids or any(len(i) == 0 or i.min() < 0 for i in ids):
-        raise ValueError("part_ranges: every category needs at least one non-negative part id")
-    num_parts = int(max(i.max() for i in ids)) + 1
-    mask = np.zeros((len(ids), num_parts), dtype=bool)
-    for c, i in enumerate(ids):
-        mask[c, i] = True
-    return mask
-
-
-def restrict_to_category(logits, category, part_ranges):
-    """Argmax of part logits `(S, N, P)` over the parts of each shape's category only -> `(S, N)` int64.
-
-    `category (S,)` indexes `part_ranges` (category -> its part ids, e.g. `shapenetpart_part_ranges()` or a
-    dataset's `part_ranges`). Works on numpy arrays (returns numpy) and on torch tensors (returns an int64
-    tensor on the same device).
-    """
-    mask = _part_mask(part_ranges)
-    if isinstance(logits, torch.Tensor):
-        m = torch.as_tensor(mask, device=logits.device)[torch.as_tensor(category, device=logits.device).long()]
-        if logits.shape[-1] != m.shape[-1] or logits.ndim != 3:
-            raise ValueError(f"restrict_to_category: logits must be (S, N, {m.shape[-1]}), got {tuple(logits.shape)}")
-        return logits.masked_fill(~m[:, None, :], float("-inf")).argmax(-1)
-    logits = np.asarray(logits)
-    category = np.asarray(category).reshape(-1).astype(np.int64)
-    if logits.ndim != 3 or logits.shape[-1] != mask.shape[1] or len(category) != len(logits):
-        raise ValueError(f"restrict_to_category: logits must be (S, N, {mask.shape[1]}) with S = len(category), "
-                         f"got {logits.shape} and {category.shape}")
-    masked = np.where(mask[category][:, None, :], logits, -np.inf)
-    return masked.argmax(-1).astype(np.int64)
-
-
-def part_seg_ious(pred, seg, category, part_ranges) -> np.ndarray:
-    """Per-shape mean IoU over the parts of the shape's category -> `(S,)` float64.
-
-    `pred`, `seg` `(S, N)` part ids, `category (S,)`, `part_ranges` category -> part ids (see
-    `restrict_to_category`). A part whose union is empty (absent from both prediction
-    and ground truth) has IoU 1, as in the standard ShapeNetPart evaluation. Predictions are not restricted
-    here: a point predicted as another category's part simply counts as wrong (use `restrict_to_category`
-    first to follow the protocol).
-    """
-    pred, seg = _numpy(pred).astype(np.int64), _numpy(seg).astype(np.int64)
-    category = _numpy(category).reshape(-1).astype(np.int64)
-    mask = _part_mask(part_ranges)
-    num_cat, num_parts = mask.shape
-    if pred.shape != seg.shape or pred.ndim != 2 or len(category) != len(seg):
-        raise ValueError(f"part_seg_ious: pred and seg must be (S, N) and category (S,); "
-                         f"got {pred.shape}, {seg.shape}, {category.shape}")
-    for name, a, hi in (("pred", pred, num_parts), ("seg", seg, num_parts), ("category", category, num_cat)):
-        if a.size and (a.min() < 0 or a.max() >= hi):
-            raise ValueError(f"part_seg_ious: {name} values must lie in [0, {hi}), got [{a.min()}, {a.max()}]")
-    S = len(seg)
-    offset = (np.arange(S) * num_parts)[:, None]
-    length = S * num_parts
-    inter = np.bincount((offset + seg)[pred == seg], minlength=length).reshape(S, num_parts)
-    n_pred = np.bincount((offset + pred).ravel(), minlength=length).reshape(S, num_parts)
-    n_seg = np.bincount((offset + seg).ravel(), minlength=length).reshape(S, num_parts)
-    union = n_pred + n_seg - inter
-    iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
-    own = mask[category]
-    return (iou * own).sum(1) / own.sum(1)
-
-
-def part_seg_miou(pred, seg, category, part_ranges, category_names: Sequence[str] | None = None) -> dict:
-    """ShapeNetPart metrics.
-
-    Returns `dict(instance_miou, class_miou, per_category={name: miou}, missing_categories=[names])`:
-    instance mIoU = mean of `part_seg_ious` over all shapes; class mIoU = mean over categories of the mean shape
-    IoU within the category. Categories with no test shape are left out of both `per_category` and the class
-    mean, and listed in `missing_categories`.
-    """
-    category = _numpy(category).reshape(-1).astype(np.int64)
-    ious = part_seg_ious(pred, seg, category, part_ranges)
-    num_cat = len(part_ranges)
-    if category_names is None:
-        category_names = SHAPENETPART_CATEGORIES if num_cat == len(SHAPENETPART_CATEGORIES) else \
-            [str(c) for c in range(num_cat)]
-    if len(category_names) != num_cat:
-        raise ValueError(f"part_seg_miou: {len(category_names)} category names for {num_cat} categories")
-    per_category, missing = {}, []
-    for c, name in enumerate(category_names):
-        sel = category == c
-        if sel.any():
-            per_category[name] = float(ious[sel].mean())
-        else:
-            missing.append(name)
-    if not per_category:
-        raise ValueError("part_seg_miou: no shapes")
-    return dict(instance_miou=float(ious.mean()), class_miou=float(np.mean(list(per_category.values()))),
-                per_category=per_category, missing_categories=missing)
-
-
-class SemSegMeter:
-    """Semantic-segmentation metrics from a confusion matrix accumulated over all points of all blocks.
-
-    `update(pred, target)` takes label arrays of any matching shape (numpy or torch); rows of `confusion` are
-    ground truth, columns predictions. Points whose target equals `ignore_index` (if set) are skipped.
-    `compute()` follows the standard S3DIS practice: per-class intersection and union are summed over all
-    blocks before dividing (not averaged per block). A class that never appears in the ground truth nor in the
-    predictions has an undefined IoU: it is reported as NaN in `per_class_iou` and left out of `miou`
-    (likewise its accuracy is NaN and left out of `mean_class_acc` when it is absent from the ground truth).
-    For distributed evaluation, sum `confusion` across processes (e.g. all_reduce) before `compute()`.
-    """
-
-    def __init__(self, num_classes: int, ignore_index: int | None = None):
-        if num_classes < 1:
-            raise ValueError(f"SemSegMeter: num_classes must be >= 1, got {num_classes}")
-        self.num_classes = int(num_classes)
-        self.ignore_index = ignore_index
-        self.reset()
-
-    def reset(self) -> None:
-        self.confusion = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
-
-    def update(self, pred, target) -> None:
-        pred = _numpy(pred).astype(np.int64).ravel()
-        target = _numpy(target).astype(np.int64).ravel()
-        if pred.shape != target.shape:
-            raise ValueError(f"SemSegMeter.update: pred and target sizes differ ({pred.size} vs {target.size})")
-        if self.ignore_index is not None:
-            keep = target != self.ignore_index
-            pred, target = pred[keep], target[keep]
-        k = self.num_classes
-        for name, a in (("pred", pred), ("target", target)):
-            if a.size and (a.min() < 0 or a.max() >= k):
-                raise ValueError(f"SemSegMeter.update: {name} values must lie in [0, {k}), got [{a.min()}, {a.max()}]")
-        self.confusion += np.bincount(target * k + pred, minlength=k * k).reshape(k, k)
-
-    def compute(self) -> dict:
-        conf = self.confusion.astype(np.float64)
-        total = conf.sum()
-        if total == 0:
-            raise ValueError("SemSegMeter.compute: no points accumulated")
-        tp = np.diag(conf)
-        gt = conf.sum(1)
-        union = gt + conf.sum(0) - tp
-        with np.errstate(invalid="ignore", divide="ignore"):
-            acc = np.where(gt > 0, tp / gt, np.nan)
-            iou = np.where(union > 0, tp / union, np.nan)
-        return dict(overall_acc=float(tp.sum() / total), mean_class_acc=float(np.nanmean(acc)),
-                    miou=float(np.nanmean(iou)), per_class_iou=[float(v) for v in iou])
 
 
 # --------------------------------------------------------------------------------------------------------------

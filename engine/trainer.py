@@ -1,8 +1,12 @@
 """The one training loop, shared by pretraining and every fine-tuning script.
 
 It knows nothing of point clouds. It is handed
-- a module whose `forward(batch)` returns a dict of scalar tensors with a `loss` entry (the other entries are
-  logged as they are: losses, loss weights, accuracies);
+- a module (a task) whose `forward(batch)` returns a dict of scalar tensors with a `loss` entry (the other
+  entries are logged as they are: losses, loss weights, accuracies). Three optional methods let a task say more:
+  `backward_step(outputs, backward)` runs the backward pass itself (`backward(tensor, inputs=None)` is the
+  trainer's, which applies the loss scaler), for objectives that need the gradients of single losses;
+  `param_groups()` returns the optimiser's parameter groups (e.g. no weight decay for a weighter's own
+  parameters); `end_epoch()` is called after every epoch;
 - a training dataset of dict items (optionally with `set_epoch`);
 - an `Evaluation`: a `validate` that picks the best checkpoint and a `test` that runs once, on that checkpoint.
 
@@ -13,14 +17,12 @@ TensorBoard, metrics.json, atomic checkpoints with every generator's state, resu
 from __future__ import annotations
 
 import csv
-import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Annotated, Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -29,13 +31,54 @@ from tqdm import tqdm
 
 from utils import distributed
 from utils.checkpoint import atomic_save, load_checkpoint_file
-from utils.config import Config, save_config
+from utils.config import (Config, Fraction, NonNegativeFloat, NonNegativeInt, OneOf, Pattern, PositiveFloat,
+                          PositiveInt, save_config)
 from utils.errors import CheckpointError, ConfigError, UserError
+from utils.files import update_json
 from utils.seeding import rng_states, seed_everything, set_rng_states
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
+
+
+@dataclass
+class OptimConfig:
+    name: Annotated[str, OneOf("adam", "adamw", "sgd")] = "adam"
+    lr: PositiveFloat = 1e-3
+    min_lr: NonNegativeFloat = 0.0  # cosine floor
+    weight_decay: NonNegativeFloat = 1e-6
+    momentum: Fraction = 0.9  # sgd only
+    epochs: PositiveInt = 100
+    batch_size: PositiveInt = 32  # per process: under torchrun the global batch is batch_size x processes
+    warmup_epochs: NonNegativeInt = 0
+
+
+@dataclass
+class TrainConfig:
+    amp: Annotated[str, OneOf(*AMP_DTYPES)] = "bf16"  # CUDA only: the CPU always runs fp32
+    sync_bn: bool = False  # SyncBatchNorm across processes under torchrun
+    num_workers: NonNegativeInt = 8  # DataLoader worker processes per training process
+    grad_clip: NonNegativeFloat = 0.0  # max gradient norm; 0 = off
+    log_every: PositiveInt = 20  # steps between TensorBoard / curves.csv points
+    eval_every: PositiveInt = 1  # epochs between validation runs (checkpoint selection)
+    checkpoint_every_steps: NonNegativeInt = 0  # also save last.pt every N steps inside an epoch; 0 = off
+    max_steps_per_epoch: NonNegativeInt = 0  # cap on steps per epoch (demo and test runs); 0 = whole dataset
+
+
+DEVICE = Annotated[str, Pattern(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N")]
+
+
+@dataclass
+class RunConfig:
+    """The keys every script shares; a task's config dataclass adds its own sections."""
+
+    seed: NonNegativeInt = 0
+    device: DEVICE = "auto"  # auto: CUDA when present, else the CPU
+    out: str = "runs/run"  # the run directory: config.yaml, metrics.json, checkpoints, tensorboard/, curves
+    resume: str | None = None  # null | auto (<out>/last.pt when it exists) | path/to/last.pt
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 class TrainingDiverged(UserError):
@@ -129,6 +172,7 @@ def cosine_lr(step: int, total_steps: int, base_lr: float, min_lr: float, warmup
 
 
 def build_optimizer(params, optim_cfg: Mapping) -> torch.optim.Optimizer:
+    """`params`: parameters or parameter groups (a group's own keys, e.g. weight_decay, win over the config)."""
     name = optim_cfg["name"]
     if name == "adam":
         return torch.optim.Adam(params, lr=optim_cfg["lr"], weight_decay=optim_cfg["weight_decay"])
@@ -184,12 +228,6 @@ def unwrap(module: nn.Module) -> nn.Module:
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
 
 
-def _write_json_atomic(data: Any, path: Path) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(data, indent=2))
-    os.replace(temporary, path)
-
-
 class Trainer:
     """One fit loop. Rank 0 alone writes files; every rank trains."""
 
@@ -205,7 +243,8 @@ class Trainer:
             device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
             module = nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
         self.module = module
-        self.optimizer = build_optimizer([p for p in module.parameters() if p.requires_grad], cfg.optim)
+        self.task = unwrap(module)
+        self.optimizer = build_optimizer(self._param_groups(), cfg.optim)
         # fp16 needs loss scaling against underflow; bf16 has fp32's range and needs none.
         self.scaler = torch.amp.GradScaler("cuda", enabled=runtime.amp_dtype == torch.float16)
         batch_size = cfg.optim.batch_size
@@ -224,6 +263,15 @@ class Trainer:
         if runtime.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.run_dir / "config.yaml")
+
+    def _param_groups(self) -> list[dict]:
+        groups = self.task.param_groups() if hasattr(self.task, "param_groups") else [
+            {"params": list(self.task.parameters())}]
+        groups = [{**group, "params": [p for p in group["params"] if p.requires_grad]} for group in groups]
+        return [group for group in groups if group["params"]]
+
+    def _backward(self, tensor: torch.Tensor, inputs=None) -> None:
+        self.scaler.scale(tensor).backward(inputs=inputs)
 
     # ---------------------------------------------------------------- checkpoints
     def _checkpoint(self) -> dict:
@@ -312,17 +360,14 @@ class Trainer:
     def _write_metrics(self, extra: Mapping[str, Any] | None = None) -> None:
         if not self.runtime.is_main:
             return
-        path = self.run_dir / "metrics.json"
-        metrics = json.loads(path.read_text()) if path.exists() else {}
-        metrics.update({
+        update_json(self.run_dir / "metrics.json", {
             "seed": self.cfg.seed,
             "world_size": self.runtime.world_size,
             "select_metric": self.evaluation.select_metric,
             "best": {"epoch": self.state.best_epoch, "value": self.state.best_value},
             "epochs": self.state.history,
+            **(extra or {}),
         })
-        metrics.update(extra or {})
-        _write_json_atomic(metrics, path)
 
     # ---------------------------------------------------------------- the loop
     def _loader(self, epoch: int) -> DataLoader:
@@ -368,7 +413,10 @@ class Trainer:
             first_bad_step = torch.where(~finite & (first_bad_step < 0), device_step, first_bad_step)
             device_step += 1
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
+            if hasattr(self.task, "backward_step"):
+                self.task.backward_step(outputs, self._backward)
+            else:
+                self._backward(loss)
             if cfg.train.grad_clip > 0:
                 self.scaler.unscale_(self.optimizer)
                 nn.utils.clip_grad_norm_(self.module.parameters(), cfg.train.grad_clip)
@@ -441,7 +489,7 @@ class Trainer:
             for epoch in range(self.state.epoch, cfg.optim.epochs):
                 started = time.perf_counter()
                 train_metrics = self._train_epoch(epoch)
-                end_epoch = getattr(unwrap(self.module), "end_epoch", None)
+                end_epoch = getattr(self.task, "end_epoch", None)
                 if end_epoch is not None:
                     end_epoch()
                 self.state.epoch, self.state.epoch_step, self.state.epoch_sums = epoch + 1, 0, {}

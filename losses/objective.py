@@ -1,43 +1,39 @@
 """The pretraining objective: intra-modal NT-Xent + cross-modal NT-Xent, combined by a weighter."""
 
 from collections.abc import Mapping
+from typing import Annotated
 
 import torch
 from torch import nn
 
 from losses.crossmodal import CROSS_MODAL_MODES, cross_modal_loss
 from losses.ntxent import nt_xent
-from losses.weighting import Weighter, build_weighter
+from losses.weighting import StaticWeighter, Weighter, build_weighter
+from utils.config import OneOf, PositiveFloat
 from utils.errors import ConfigError
-
-# The `loss` config section: every key and its default.
-LOSS_DEFAULTS = {
-    "temperature": 0.2,  # NT-Xent temperature of both terms (CrossPoint used 0.1)
-    "cross_modal": "stacked",  # "stacked" (CrossNet/AdaCrossNet, needs z_gray) or "mean" (CrossPoint)
-    "exclude_same_object": False,  # stacked: the other rows of an anchor's object are not negatives
-    "gather_negatives": False,  # DDP: negatives from every rank's batch
-}
 
 
 class PretrainObjective(nn.Module):
-    """loss_im = NTXent(z1, z2); loss_cm = cross_modal_loss(...); loss = weighter({"im", "cm"})."""
+    """loss_im = NTXent(z1, z2); loss_cm = cross_modal_loss(...); loss = weighter({"im", "cm"}).
+
+    The keyword-only parameters are the `loss` config section: the NT-Xent temperature of both terms
+    (CrossPoint used 0.1), the cross-modal pairing ("stacked": CrossNet/AdaCrossNet, needs z_gray; "mean":
+    CrossPoint), whether the other rows of an anchor's object are excluded from its negatives, and whether
+    negatives come from every process under torchrun (`distributed` says whether there are several).
+    """
 
     names = ("im", "cm")
 
-    def __init__(
-        self,
-        temperature: float = 0.2,
-        cross_modal: str = "stacked",
-        exclude_same_object: bool = False,
-        weighter: Weighter | None = None,
-        gather: bool = False,
-    ):
+    def __init__(self, weighter: Weighter | None = None, distributed: bool = False, *,
+                 temperature: PositiveFloat = 0.2,
+                 cross_modal: Annotated[str, OneOf(*CROSS_MODAL_MODES)] = "stacked",
+                 exclude_same_object: bool = False, gather_negatives: bool = True):
         super().__init__()
         if cross_modal not in CROSS_MODAL_MODES:
             raise ValueError(f"objective: cross_modal {cross_modal!r} is not one of {CROSS_MODAL_MODES}")
         self.temperature, self.cross_modal = temperature, cross_modal
-        self.exclude_same_object, self.gather = exclude_same_object, gather
-        self.weighter = weighter if weighter is not None else build_weighter({"name": "static"}, self.names)
+        self.exclude_same_object, self.gather = exclude_same_object, gather_negatives and distributed
+        self.weighter = weighter if weighter is not None else StaticWeighter(self.names)
         if tuple(self.weighter.names) != self.names:
             raise ValueError(f"objective: the weighter must weigh {self.names}, not {self.weighter.names}")
 
@@ -71,32 +67,14 @@ class PretrainObjective(nn.Module):
             "weight_cm": weights[1],
         }
 
+    def backward_step(self, outputs: Mapping[str, torch.Tensor], backward) -> None:
+        self.weighter.backward_step(outputs["loss"], backward)
+
     def end_epoch(self) -> None:
         self.weighter.end_epoch()
 
 
-def build_objective(loss_cfg: Mapping, weighting_cfg: Mapping, gather: bool = True) -> PretrainObjective:
-    """The objective from the `loss` section (keys in LOSS_DEFAULTS) and the `weighting` section.
-
-    Negatives are gathered across ranks when loss.gather_negatives is true and `gather` allows it (the
-    caller passes gather=world_size > 1; with a single process gathering is the identity anyway).
-    """
-    unknown = sorted(set(loss_cfg) - set(LOSS_DEFAULTS))
-    if unknown:
-        raise ConfigError(f"loss: unknown keys {unknown}; valid keys are {sorted(LOSS_DEFAULTS)}")
-    cfg = {**LOSS_DEFAULTS, **loss_cfg}
-    temperature = cfg["temperature"]
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature <= 0:
-        raise ConfigError(f"loss.temperature: need a number > 0, got {temperature!r}")
-    if cfg["cross_modal"] not in CROSS_MODAL_MODES:
-        raise ConfigError(f"loss.cross_modal: {cfg['cross_modal']!r} is not one of {list(CROSS_MODAL_MODES)}")
-    for key in ("exclude_same_object", "gather_negatives"):
-        if not isinstance(cfg[key], bool):
-            raise ConfigError(f"loss.{key}: need true or false, got {cfg[key]!r}")
-    return PretrainObjective(
-        temperature=float(temperature),
-        cross_modal=cfg["cross_modal"],
-        exclude_same_object=cfg["exclude_same_object"],
-        weighter=build_weighter(weighting_cfg, PretrainObjective.names),
-        gather=cfg["gather_negatives"] and bool(gather),
-    )
+def build_objective(loss_cfg: Mapping, weighting_cfg: Mapping, distributed: bool = False) -> PretrainObjective:
+    """The objective from the `loss` section (PretrainObjective's keyword-only parameters) and the
+    `weighting` section; `distributed`: several processes under torchrun."""
+    return PretrainObjective(build_weighter(weighting_cfg, PretrainObjective.names), distributed, **loss_cfg)

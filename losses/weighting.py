@@ -12,30 +12,19 @@ updated weights. In eval mode it only combines. All state lives in buffers (or, 
 parameter), so it is saved with `state_dict()` and a resumed run continues bit-exactly. Keep a weighter on
 the same device as the losses (`objective.to(device)`).
 
-Pick one by config name from the plain dict WEIGHTERS with `build_weighter(cfg, names)`.
+Pick one by config name from the plain dict WEIGHTERS with `build_weighter(cfg, names)`: the `weighting`
+section is `{name: ..., <the keyword-only parameters of that weighter's constructor>}`. Adding a weighter is
+one class plus one line in WEIGHTERS.
 """
 
 from collections.abc import Mapping, Sequence
+from typing import Annotated
 
 import torch
 from torch import nn
 
+from utils.config import Fraction, NonNegativeInt, PositiveFloat, PositiveInt, Range, build_part
 from utils.distributed import all_reduce_mean
-from utils.errors import ConfigError
-
-# The `weighting` config section: every key and its default. A weighter reads only the keys it needs.
-DEFAULTS = {
-    "name": "convergence",
-    "static_weights": None,  # static: one float per loss; None = all 1
-    "alpha": 0.05,  # adacrossnet: slope of sigmoid(alpha * d)
-    "beta": 0.95,  # adacrossnet: EWMA of lambda; convergence: EWMA of the weights
-    "temperature": 0.1,  # convergence: softmax temperature over the rates
-    "warmup_steps": 500,  # convergence: steps with the weights held at 1 (>= window)
-    "window": 200,  # convergence: rate = ema(t) / ema(t - window)
-    "loss_ema": 0.98,  # convergence: EWMA coefficient of the loss values
-    "dwa_temperature": 2.0,  # dwa: T in exp(r_k / T)
-}
-
 
 class Weighter(nn.Module):
     """Base class: subclasses implement `current()` and, if they have state, `update()`."""
@@ -63,6 +52,11 @@ class Weighter(nn.Module):
     def end_epoch(self) -> None:
         """Called by the trainer after each epoch."""
 
+    def backward_step(self, total: torch.Tensor, backward) -> None:
+        """Back-propagate this step's `total` with `backward(tensor, inputs=None)` (the trainer's, which knows
+        the loss scaler). A weighter that needs gradients of the single losses overrides this."""
+        backward(total)
+
     def weights(self) -> dict[str, float]:
         return dict(zip(self.names, self.current().detach().cpu().tolist()))
 
@@ -82,24 +76,16 @@ class Weighter(nn.Module):
 class StaticWeighter(Weighter):
     """Fixed weights from the config (CrossPoint: 1 and 1)."""
 
-    def __init__(self, names: Sequence[str], weights: Sequence[float] | None = None):
+    def __init__(self, names: Sequence[str], *,
+                 weights: Annotated[list[float] | None, Range(ge=0)] = None):
         super().__init__(names)
         weights = [1.0] * len(self.names) if weights is None else list(weights)
         if len(weights) != len(self.names):
-            raise ValueError(f"static weighter: {len(weights)} weights for losses {self.names}")
+            raise ValueError(f"weights: one per loss {list(self.names)}, got {weights}")
         self.register_buffer("w", torch.tensor(weights, dtype=torch.float64))
 
     def current(self) -> torch.Tensor:
         return self.w
-
-    @classmethod
-    def from_config(cls, cfg: Mapping, names: Sequence[str]) -> "StaticWeighter":
-        weights = cfg["static_weights"]
-        if weights is not None:
-            if not isinstance(weights, Sequence) or len(weights) != len(names):
-                raise ConfigError(f"weighting.static_weights: need a list of {len(names)} floats, got {weights!r}")
-            weights = [_float(w, "weighting.static_weights", low=0.0) for w in weights]
-        return cls(names, weights)
 
 
 class AdaCrossNetWeighter(Weighter):
@@ -116,7 +102,7 @@ class AdaCrossNetWeighter(Weighter):
     Kept as the faithful baseline; `convergence` is the rule the paper describes.
     """
 
-    def __init__(self, names: Sequence[str], alpha: float = 0.05, beta: float = 0.95):
+    def __init__(self, names: Sequence[str], *, alpha: float = 0.05, beta: Fraction = 0.95):
         super().__init__(names)
         self.alpha, self.beta = alpha, beta
         self.register_buffer("lam", torch.ones(len(self.names), dtype=torch.float64))
@@ -129,10 +115,6 @@ class AdaCrossNetWeighter(Weighter):
 
     def current(self) -> torch.Tensor:
         return self.lam
-
-    @classmethod
-    def from_config(cls, cfg: Mapping, names: Sequence[str]) -> "AdaCrossNetWeighter":
-        return cls(names, alpha=_float(cfg["alpha"], "weighting.alpha"), beta=_beta(cfg))
 
 
 class ConvergenceWeighter(Weighter):
@@ -160,18 +142,12 @@ class ConvergenceWeighter(Weighter):
     i.e. when the losses really converge at the same rate; the losses must be positive (NT-Xent is).
     """
 
-    def __init__(
-        self,
-        names: Sequence[str],
-        temperature: float = 0.1,
-        beta: float = 0.95,
-        window: int = 200,
-        warmup_steps: int = 500,
-        loss_ema: float = 0.98,
-    ):
+    def __init__(self, names: Sequence[str], *, temperature: PositiveFloat = 0.1, beta: Fraction = 0.95,
+                 window: PositiveInt = 200, warmup_steps: NonNegativeInt = 200, loss_ema: Fraction = 0.98):
         super().__init__(names)
-        if window < 1 or warmup_steps < window:
-            raise ValueError(f"convergence weighter: need 1 <= window <= warmup_steps, got {window}, {warmup_steps}")
+        if warmup_steps < window:
+            raise ValueError(f"warmup_steps ({warmup_steps}) must be >= window ({window}): a rate needs a "
+                             f"full window of history")
         self.temperature, self.beta, self.loss_ema = temperature, beta, loss_ema
         self.window, self.warmup_steps = window, warmup_steps
         k = len(self.names)
@@ -207,18 +183,6 @@ class ConvergenceWeighter(Weighter):
             return torch.ones_like(self.ema)
         return self.ema / self.history[step % self.window].clamp_min(1e-12)
 
-    @classmethod
-    def from_config(cls, cfg: Mapping, names: Sequence[str]) -> "ConvergenceWeighter":
-        window = _int(cfg["window"], "weighting.window", low=1)
-        warmup = _int(cfg["warmup_steps"], "weighting.warmup_steps", low=0)
-        if warmup < window:
-            raise ConfigError(f"weighting.warmup_steps: must be >= weighting.window ({window}), got {warmup}")
-        loss_ema = _float(cfg["loss_ema"], "weighting.loss_ema", low=0.0)
-        if loss_ema >= 1:
-            raise ConfigError(f"weighting.loss_ema: must be in [0, 1), got {loss_ema}")
-        temperature = _float(cfg["temperature"], "weighting.temperature", low=0.0, strict=True)
-        return cls(names, temperature, _beta(cfg), window, warmup, loss_ema)
-
 
 class DWAWeighter(Weighter):
     """Dynamic Weight Average (Liu et al., CVPR 2019), on epoch means of the losses.
@@ -228,7 +192,7 @@ class DWAWeighter(Weighter):
     end_epoch() turns them into means and computes the next epoch's weights.
     """
 
-    def __init__(self, names: Sequence[str], temperature: float = 2.0):
+    def __init__(self, names: Sequence[str], *, temperature: PositiveFloat = 2.0):
         super().__init__(names)
         self.temperature = temperature
         k = len(self.names)
@@ -257,10 +221,6 @@ class DWAWeighter(Weighter):
 
     def current(self) -> torch.Tensor:
         return self.w
-
-    @classmethod
-    def from_config(cls, cfg: Mapping, names: Sequence[str]) -> "DWAWeighter":
-        return cls(names, _float(cfg["dwa_temperature"], "weighting.dwa_temperature", low=0.0, strict=True))
 
 
 class UncertaintyWeighter(Weighter):
@@ -307,34 +267,5 @@ WEIGHTERS = {
 
 
 def build_weighter(cfg: Mapping, names: Sequence[str]) -> Weighter:
-    """The weighter named by cfg["name"] (see DEFAULTS for every key), over the losses `names`."""
-    unknown = sorted(set(cfg) - set(DEFAULTS))
-    if unknown:
-        raise ConfigError(f"weighting: unknown keys {unknown}; valid keys are {sorted(DEFAULTS)}")
-    cfg = {**DEFAULTS, **cfg}
-    name = cfg["name"]
-    if name not in WEIGHTERS:
-        raise ConfigError(f"weighting.name: {name!r} is not one of {sorted(WEIGHTERS)}")
-    cls = WEIGHTERS[name]
-    return cls.from_config(cfg, names) if hasattr(cls, "from_config") else cls(names)
-
-
-def _float(value, key: str, low: float | None = None, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{key}: need a number, got {value!r}")
-    if low is not None and (value < low or (strict and value == low)):
-        raise ConfigError(f"{key}: must be {'>' if strict else '>='} {low}, got {value}")
-    return float(value)
-
-
-def _int(value, key: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{key}: need an integer >= {low}, got {value!r}")
-    return value
-
-
-def _beta(cfg: Mapping) -> float:
-    beta = _float(cfg["beta"], "weighting.beta", low=0.0)
-    if beta >= 1:
-        raise ConfigError(f"weighting.beta: must be in [0, 1), got {beta}")
-    return beta
+    """The weighter a `weighting` section names, over the losses `names`."""
+    return build_part(WEIGHTERS, cfg, names, where="weighting")

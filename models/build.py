@@ -1,60 +1,61 @@
-"""build_model(cfg): the `model` section of a config -> nn.Module, through one plain dict of builders.
+"""The model registries (plain dicts from config names to constructors) and `build_model(cfg)`.
 
-Keys of `cfg`: name, point_backbone, k, emb_dims, proj_dim, image_arch, gray_branch, num_classes,
-num_categories, dropout (configs/pretrain.yaml documents them).
+A part's config keys are its constructor's keyword-only parameters (see utils/config.py). Adding a backbone
+is one class plus one line in BACKBONES.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+from functools import partial
+from typing import Annotated, Mapping
 
 from torch import nn
 
 from models.adacrossnet import AdaCrossNet
 from models.common import image_projection_head, point_projection_head
 from models.dgcnn import DGCNN, DGCNNPartSeg, DGCNNPartSegEncoder, DGCNNSemSeg
-from models.image_encoder import ARCHS, ImageEncoder
+from models.image_encoder import ImageEncoder
 from models.pointnet import PointNet
-from utils.errors import ConfigError
+from utils.config import Part, PositiveInt, build_part
 
+# Point encoders: (B, N, 3) -> (B, out_dim), the representation the linear SVM and the tools use.
 BACKBONES = {
-    "dgcnn": lambda c: DGCNN(k=c["k"], emb_dims=c["emb_dims"]),
-    "pointnet": lambda c: PointNet(emb_dims=c["emb_dims"]),
-    "dgcnn_partseg": lambda c: DGCNNPartSegEncoder(k=c["k"], emb_dims=c["emb_dims"]),
+    "dgcnn": DGCNN,
+    "pointnet": PointNet,
+    "dgcnn_partseg_encoder": DGCNNPartSegEncoder,
+}
+
+IMAGE_ENCODERS = {
+    "resnet50": partial(ImageEncoder, "resnet50"),
+    "resnet18": partial(ImageEncoder, "resnet18"),
+}
+
+SEGMENTATION_MODELS = {
+    "dgcnn_partseg": DGCNNPartSeg,
+    "dgcnn_semseg": DGCNNSemSeg,
 }
 
 
-def _choice(cfg: Mapping, key: str, choices) -> str:
-    if cfg[key] not in choices:
-        raise ConfigError(f"model.{key}: unknown value '{cfg[key]}' (choose from {', '.join(sorted(choices))})")
-    return cfg[key]
+def adacrossnet(*, point_backbone: Annotated[Mapping, Part(BACKBONES)] = {"name": "dgcnn"},  # noqa: B006
+                image_encoder: Annotated[Mapping, Part(IMAGE_ENCODERS)] = {"name": "resnet50"},  # noqa: B006
+                gray_branch: bool = True, proj_dim: PositiveInt = 256,
+                image_hidden: PositiveInt = 512) -> AdaCrossNet:
+    """The pretraining model: point encoder + head (out_dim -> emb_dims -> proj_dim, CrossPoint's), an RGB
+    image encoder + head (-> image_hidden -> proj_dim) and, with `gray_branch`, a second one on grayscale."""
+    points = build_part(BACKBONES, point_backbone)
+    hidden = point_backbone.get("emb_dims", points.out_dim)
+
+    def image_branch(in_channels: int):
+        encoder = build_part(IMAGE_ENCODERS, image_encoder, in_channels)
+        return encoder, image_projection_head(encoder.out_dim, image_hidden, proj_dim)
+
+    gray = image_branch(1) if gray_branch else (None, None)
+    return AdaCrossNet(points, point_projection_head(points.out_dim, hidden, proj_dim), *image_branch(3), *gray)
 
 
-def _image_branch(cfg: Mapping, in_channels: int) -> tuple[nn.Module, nn.Module]:
-    encoder = ImageEncoder(_choice(cfg, "image_arch", ARCHS), in_channels=in_channels)
-    return encoder, image_projection_head(encoder.out_dim, 512, cfg["proj_dim"])
-
-
-def _adacrossnet(cfg: Mapping) -> AdaCrossNet:
-    points = BACKBONES[_choice(cfg, "point_backbone", BACKBONES)](cfg)
-    gray = _image_branch(cfg, 1) if cfg["gray_branch"] else (None, None)
-    return AdaCrossNet(points, point_projection_head(points.out_dim, cfg["emb_dims"], cfg["proj_dim"]),
-                       *_image_branch(cfg, 3), *gray)
-
-
-MODELS = {
-    "adacrossnet": _adacrossnet,
-    **BACKBONES,
-    "dgcnn_partseg": lambda c: DGCNNPartSeg(num_parts=c["num_classes"], num_categories=c["num_categories"],
-                                            k=c["k"], emb_dims=c["emb_dims"], dropout=c["dropout"]),
-    "dgcnn_semseg": lambda c: DGCNNSemSeg(num_classes=c["num_classes"], k=c["k"], emb_dims=c["emb_dims"],
-                                          dropout=c["dropout"]),
-}
+MODELS = {"adacrossnet": adacrossnet, **BACKBONES, **SEGMENTATION_MODELS}
 
 
 def build_model(cfg: Mapping) -> nn.Module:
-    """The model named by cfg["name"]; ConfigError for an unknown name or a missing key."""
-    try:
-        return MODELS[_choice(cfg, "name", MODELS)](cfg)
-    except KeyError as error:
-        raise ConfigError(f"model.{error.args[0]}: missing from the model config") from None
+    """The model a `{name: ..., keys}` section names (the pretraining model: name adacrossnet)."""
+    return build_part(MODELS, cfg, where="model")

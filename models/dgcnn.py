@@ -53,6 +53,7 @@ from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 from models.common import NEGATIVE_SLOPE, LinearBN, PointConv, check_points
+from utils.config import Fraction, PositiveInt
 
 _KNN_BLOCK = 1 << 25  # elements of the (b, N, N) distance block kept at once
 
@@ -348,7 +349,7 @@ class DGCNN(nn.Module):
     (BN, LeakyReLU 0.2). This 2048-d vector is the representation of the linear-SVM protocol.
     """
 
-    def __init__(self, k: int = 20, emb_dims: int = 1024, in_channels: int = 3):
+    def __init__(self, in_channels: int = 3, *, k: PositiveInt = 20, emb_dims: PositiveInt = 1024):
         super().__init__()
         self.k, self.in_channels, self.emb_dims = k, in_channels, emb_dims
         self.edge1 = EdgeConv(in_channels, 64)
@@ -394,11 +395,11 @@ class TransformNet(nn.Module):
 class DGCNNPartSegEncoder(nn.Module):
     """The part-segmentation DGCNN without its head: (B, N, 3) -> (B, emb_dims) max-pooled global feature.
 
-    This is the pretraining backbone `point_backbone: dgcnn_partseg` (head 1024 -> 1024 -> 256). Its keys are
+    This is the pretraining backbone `point_backbone.name: dgcnn_partseg_encoder` (head 1024 -> 1024 -> 256). Its keys are
     exactly those of the same layers in `DGCNNPartSeg`, so a pretrained encoder loads there by name.
     """
 
-    def __init__(self, k: int = 40, emb_dims: int = 1024):
+    def __init__(self, *, k: PositiveInt = 40, emb_dims: PositiveInt = 1024):
         super().__init__()
         self.k, self.emb_dims = k, emb_dims
         self.transform_net = TransformNet()
@@ -435,8 +436,8 @@ class DGCNNPartSeg(DGCNNPartSegEncoder):
     once per cloud. Logits are channels-last like every other tensor at a model boundary.
     """
 
-    def __init__(self, num_parts: int = 50, num_categories: int = 16, k: int = 40, emb_dims: int = 1024,
-                 dropout: float = 0.5):
+    def __init__(self, *, num_parts: PositiveInt = 50, num_categories: PositiveInt = 16, k: PositiveInt = 40,
+                 emb_dims: PositiveInt = 1024, dropout: Fraction = 0.5):
         super().__init__(k=k, emb_dims=emb_dims)
         self.num_parts, self.num_categories = num_parts, num_categories
         self.category = PointConv(num_categories, 64)
@@ -476,8 +477,8 @@ class DGCNNSemSeg(nn.Module):
     before the classifier.
     """
 
-    def __init__(self, num_classes: int = 13, k: int = 20, emb_dims: int = 1024, dropout: float = 0.5,
-                 in_channels: int = 9):
+    def __init__(self, in_channels: int = 9, *, num_classes: PositiveInt = 13, k: PositiveInt = 20,
+                 emb_dims: PositiveInt = 1024, dropout: Fraction = 0.5):
         super().__init__()
         if in_channels < 3:
             raise ValueError(f"DGCNNSemSeg: in_channels must be >= 3 (the graph uses the last three), "

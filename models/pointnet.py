@@ -10,12 +10,13 @@ import torch
 from torch import nn
 
 from models.common import PointConv, check_points
+from utils.config import PositiveInt
 
 
 class PointNet(nn.Module):
     """Shared MLP in_channels -> 64 -> 64 -> 64 -> 128 -> emb_dims (Conv1d, BN, ReLU), max-pooled over points."""
 
-    def __init__(self, emb_dims: int = 1024, in_channels: int = 3):
+    def __init__(self, in_channels: int = 3, *, emb_dims: PositiveInt = 1024):
         super().__init__()
         widths = [in_channels, 64, 64, 64, 128, emb_dims]
         self.in_channels = in_channels

@@ -20,7 +20,8 @@ from models.build import build_model
 from models.dgcnn import DGCNN, DGCNNPartSeg, DGCNNPartSegEncoder, DGCNNSemSeg
 from models.pointnet import PointNet
 from tests.test_edgeconv import oracle_graph_feature, oracle_knn, randomise_bn
-from utils.checkpoint import atomic_save, load_checkpoint_file, load_pretrained_encoder
+from tasks.encoders import load_pretrained_encoder
+from utils.checkpoint import atomic_save, load_checkpoint_file
 from utils.errors import CheckpointError
 
 
@@ -232,8 +233,8 @@ def test_crosspoint_semseg_checkpoint_loads_into_semseg():
 
 
 # -------------------------------------------------------------------------------- our checkpoints
-SMALL = dict(name="adacrossnet", point_backbone="dgcnn", k=6, emb_dims=32, proj_dim=16, image_arch="resnet18",
-             gray_branch=False, num_classes=50, num_categories=16, dropout=0.5)
+SMALL = dict(name="adacrossnet", point_backbone={"name": "dgcnn", "k": 6, "emb_dims": 32}, proj_dim=16,
+             image_encoder={"name": "resnet18"}, gray_branch=False)
 
 
 def test_own_training_checkpoint_round_trips(tmp_path):
@@ -260,7 +261,7 @@ def test_own_training_checkpoint_round_trips(tmp_path):
 
 
 def test_partseg_backbone_checkpoint_loads_into_partseg_by_name():
-    model = build_model(dict(SMALL, point_backbone="dgcnn_partseg"))
+    model = build_model(dict(SMALL, point_backbone={"name": "dgcnn_partseg_encoder", "k": 6, "emb_dims": 32}))
     seg = DGCNNPartSeg(k=6, emb_dims=32)
     report = load_pretrained_encoder(seg, {"model": model.state_dict()}, log=None)
     assert {k.split(".")[0] for k in report.missing} == {"category", "seg1", "seg2", "seg3", "classifier"}

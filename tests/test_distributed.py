@@ -17,7 +17,7 @@ WORLD, B, D, T, STEPS = 2, 4, 8, 0.2, 60
 NAMES = ("im", "cm")
 WEIGHTER_CONFIGS = {name: {"name": name} for name in WEIGHTERS}
 WEIGHTER_CONFIGS["convergence"] = {"name": "convergence", "window": 10, "warmup_steps": 20}
-WEIGHTER_CONFIGS["static"] = {"name": "static", "static_weights": [0.5, 1.5]}
+WEIGHTER_CONFIGS["static"] = {"name": "static", "weights": [0.5, 1.5]}
 
 
 def full_batch():

@@ -24,7 +24,10 @@ from downstream import common
 from downstream.classification import main as classification
 from downstream.segmentation import main_partseg, main_semseg
 from engine import evaluate
-from engine.evaluate import SemSegMeter
+from tasks.classification import ClassificationConfig
+from tasks.segmentation import PartSegConfig, PointSegmentation, SemSegConfig
+from utils.config import load_config
+from tasks.segmentation_metrics import SemSegMeter
 from losses.ntxent import nt_xent
 from models.common import point_projection_head
 from models.dgcnn import DGCNN
@@ -193,7 +196,7 @@ def test_semseg_fine_tuning_improves(synthetic_root, tmp_path):
 def test_label_smoothing_is_dgcnn_s():
     """DGCNN's cal_loss: the true class gets 1 - eps, every other class eps / (P - 1)."""
     logits, target = torch.randn(2, 7, 5), torch.randint(0, 5, (2, 7))
-    module = common.PointSegmentation(lambda points: logits, label_smoothing=0.2)
+    module = PointSegmentation(lambda points: logits, label_smoothing=0.2)
     one_hot = torch.nn.functional.one_hot(target, 5).float()
     smoothed = one_hot * 0.8 + (1 - one_hot) * 0.2 / 4
     expected = -(smoothed * logits.log_softmax(-1)).sum(-1).mean()
@@ -332,10 +335,8 @@ def test_multi_seed_runner_reports_mean_and_sample_std(synthetic_root, tmp_path)
     assert "| modelnet40/svm_acc |" in table and "+-" in table and "seed 1" in table and "n-1" in table
 
 
-@pytest.mark.parametrize("demo,defaults", [("demo_classification", "classification"), ("demo_partseg", "partseg"),
-                                           ("demo_semseg", "semseg")])
-def test_demo_configs_validate_against_their_script_defaults(demo, defaults):
-    from utils.config import load_config
-
-    cfg = load_config(ROOT / "configs" / f"{demo}.yaml", defaults=ROOT / "configs" / f"{defaults}.yaml")
+@pytest.mark.parametrize("demo,schema", [("demo_classification", ClassificationConfig),
+                                         ("demo_partseg", PartSegConfig), ("demo_semseg", SemSegConfig)])
+def test_demo_configs_are_small_cpu_runs(demo, schema):
+    cfg = load_config(ROOT / "configs" / f"{demo}.yaml", schema=schema)
     assert cfg.device == "cpu" and cfg.train.num_workers <= 1 and cfg.train.amp == "none"

@@ -8,9 +8,10 @@ import torch
 from sklearn.svm import SVC
 
 import engine.evaluate as ev
-from engine.evaluate import (LinearSVM, SemSegMeter, extract_features, few_shot_accuracy, few_shot_episodes,
-                             linear_svm_accuracy, part_seg_ious, part_seg_miou, plot_tsne, restrict_to_category,
-                             select_svm_c, shapenetpart_part_ranges)
+from datasets.shapenet_part import CATEGORY_NAMES, PART_RANGES
+from engine.evaluate import (LinearSVM, extract_features, few_shot_accuracy, few_shot_episodes, linear_svm_accuracy,
+                             plot_tsne, select_svm_c)
+from tasks.segmentation_metrics import SemSegMeter, part_seg_ious, part_seg_miou, restrict_to_category
 
 
 def clustered(n_train, n_test, dim, classes, noise, seed):
@@ -196,10 +197,10 @@ def test_restrict_to_category_hand_example():
 
 
 def test_shapenetpart_ranges_and_restriction():
-    ranges = shapenetpart_part_ranges()
+    ranges = dict(PART_RANGES)
     assert [len(ranges[c]) for c in range(16)] == [4, 2, 2, 4, 4, 3, 3, 2, 4, 2, 6, 2, 3, 3, 3, 3]
     assert ranges[0].start == 0 and ranges[15].stop == 50
-    assert len(ev.SHAPENETPART_CATEGORIES) == 16 and ev.SHAPENETPART_CATEGORIES[10] == "motorbike"
+    assert len(CATEGORY_NAMES) == 16 and CATEGORY_NAMES[10] == "motorbike"
     rng = np.random.default_rng(0)
     category = rng.integers(0, 16, 32)
     pred = restrict_to_category(rng.normal(size=(32, 64, 50)), category, ranges)

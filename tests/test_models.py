@@ -14,11 +14,11 @@ from models.image_encoder import ImageEncoder
 from models.pointnet import PointNet
 from tests.test_checkpoint import CPPartSeg, CPSemSeg
 from tests.test_edgeconv import assert_close, randomise_bn
-from utils.checkpoint import convert_state_dict
+from models.layouts import convert_state_dict
 from utils.errors import ConfigError
 
-CFG = dict(name="adacrossnet", point_backbone="dgcnn", k=8, emb_dims=64, proj_dim=16, image_arch="resnet18",
-           gray_branch=True, num_classes=50, num_categories=16, dropout=0.5)
+CFG = dict(name="adacrossnet", point_backbone={"name": "dgcnn", "k": 8, "emb_dims": 64}, proj_dim=16,
+           image_encoder={"name": "resnet18"}, gray_branch=True)
 
 
 def cloud(batch=2, points=32, channels=3, seed=0):
@@ -91,35 +91,34 @@ def test_adacrossnet_gray_branch_must_match_its_input():
 
 
 # ------------------------------------------------------------------------------------------ build_model
-@pytest.mark.parametrize("name,cls", [("adacrossnet", AdaCrossNet), ("dgcnn", DGCNN), ("pointnet", PointNet),
-                                      ("dgcnn_partseg", DGCNNPartSeg), ("dgcnn_semseg", DGCNNSemSeg)])
-def test_build_model_names(name, cls):
-    model = build_model(dict(CFG, name=name, num_classes=13 if name == "dgcnn_semseg" else 50))
-    assert type(model) is cls
+@pytest.mark.parametrize("cfg,cls", [(CFG, AdaCrossNet), ({"name": "dgcnn", "k": 8}, DGCNN),
+                                     ({"name": "pointnet"}, PointNet), ({"name": "dgcnn_partseg"}, DGCNNPartSeg),
+                                     ({"name": "dgcnn_semseg", "num_classes": 13}, DGCNNSemSeg)])
+def test_build_model_names(cfg, cls):
+    assert type(build_model(cfg)) is cls
 
 
 def test_build_model_backbones_and_heads():
-    model = build_model(dict(CFG, point_backbone="dgcnn_partseg", gray_branch=False))
+    model = build_model(dict(CFG, point_backbone={"name": "dgcnn_partseg_encoder", "k": 8, "emb_dims": 64},
+                             gray_branch=False))
     assert type(model.point_encoder) is DGCNNPartSegEncoder and model.gray_encoder is None
     assert (model.point_head[0].in_features, model.point_head[0].out_features) == (64, 64)
     assert model.image_head[0].in_features == 512
-    model = build_model(dict(CFG, point_backbone="pointnet"))
+    model = build_model(dict(CFG, point_backbone={"name": "pointnet"}))
     assert type(model.point_encoder) is PointNet and model.gray_encoder.in_channels == 1
-    assert build_model(dict(CFG, name="dgcnn_partseg", k=40)).k == 40
+    assert build_model({"name": "dgcnn_partseg", "k": 40}).k == 40
 
 
 def test_build_model_errors_name_the_key():
-    with pytest.raises(ConfigError, match="model.name: unknown value 'dgcnn2'") as error:
+    with pytest.raises(ConfigError, match="'model.name' unknown value 'dgcnn2'") as error:
         build_model(dict(CFG, name="dgcnn2"))
     assert all(name in str(error.value) for name in MODELS)
-    with pytest.raises(ConfigError, match="model.point_backbone"):
-        build_model(dict(CFG, point_backbone="pointnet2"))
-    with pytest.raises(ConfigError, match="model.image_arch"):
-        build_model(dict(CFG, image_arch="vit"))
-    partial = dict(CFG)
-    del partial["emb_dims"]
-    with pytest.raises(ConfigError, match="model.emb_dims"):
-        build_model(partial)
+    with pytest.raises(ConfigError, match="model.point_backbone.name"):
+        build_model(dict(CFG, point_backbone={"name": "pointnet2"}))
+    with pytest.raises(ConfigError, match="model.image_encoder.name"):
+        build_model(dict(CFG, image_encoder={"name": "vit"}))
+    with pytest.raises(ConfigError, match="model.point_backbone.k' must be >= 1"):
+        build_model(dict(CFG, point_backbone={"name": "dgcnn", "k": 0}))
 
 
 # ------------------------------------------------------------------------------------------ input checks

@@ -16,14 +16,16 @@ from utils.checkpoint import load_checkpoint_file
 
 REPO = Path(__file__).resolve().parents[1]
 # Small enough to take seconds on 2 cores, large enough to exercise every part of the method.
-TINY = ["device=cpu", "data.num_points=128", "data.image_size=32", "model.k=8", "model.emb_dims=64",
-        "model.proj_dim=32", "model.image_arch=resnet18", "monitor.num_points=128", "optim.batch_size=8",
-        "optim.epochs=2", "train.num_workers=0", "train.log_every=1", "weighting.warmup_steps=2",
-        "weighting.window=2", "train.eval_every=1"]
+TINY = ["device=cpu", "data.num_points=128", "data.image_size=32", "model.point_backbone.k=8",
+        "model.point_backbone.emb_dims=64", "model.proj_dim=32", "model.image_encoder.name=resnet18",
+        "monitor.num_points=128", "optim.batch_size=8", "optim.epochs=2", "train.num_workers=0",
+        "train.log_every=1", "train.eval_every=1", "weighting.warmup_steps=2", "weighting.window=2"]
 
 
 def tiny_args(root, out, *extra):
-    return ["--config", str(REPO / "configs" / "demo.yaml"), f"data.root={root}", f"out={out}", *TINY, *extra]
+    """The demo config at tiny size; an extra `weighting.name=...` replaces the demo's weighter and its keys."""
+    tiny = TINY[:-2] if any(arg.startswith("weighting.name=") for arg in extra) else TINY
+    return ["--config", str(REPO / "configs" / "demo.yaml"), f"data.root={root}", f"out={out}", *tiny, *extra]
 
 
 def model_state(run_dir):

@@ -11,10 +11,10 @@ from torch import nn
 from engine.trainer import (EpochSampler, Evaluation, Trainer, TrainingDiverged, cosine_lr, resolve_device,
                             setup_runtime)
 from utils.checkpoint import load_checkpoint_file
+from engine.trainer import RunConfig
 from utils.config import load_config
 from utils.errors import ConfigError
 
-RUNTIME_DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "runtime.yaml"
 
 
 class NoisyPoints(torch.utils.data.Dataset):
@@ -53,8 +53,8 @@ class Regression(nn.Module):
 
 
 def make_cfg(tmp_path, *overrides):
-    return load_config(RUNTIME_DEFAULTS, [f"out={tmp_path}", "device=cpu", "optim.epochs=3", "optim.batch_size=16",
-                                          "train.num_workers=0", "train.log_every=2", "optim.lr=0.01", *overrides])
+    return load_config(None, [f"out={tmp_path}", "device=cpu", "optim.epochs=3", "optim.batch_size=16",
+                              "train.num_workers=0", "train.log_every=2", "optim.lr=0.01", *overrides], schema=RunConfig)
 
 
 def evaluation_for(dataset):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from losses.weighting import DEFAULTS, WEIGHTERS, build_weighter
+from losses.weighting import WEIGHTERS, build_weighter
 from utils.errors import ConfigError
 
 NAMES = ("im", "cm")
@@ -52,7 +52,7 @@ def feed(weighter, curves, epoch_steps=None, optimiser=None):
 
 
 def test_static_weights_and_total():
-    weighter = build_weighter({"name": "static", "static_weights": [0.5, 2.0]}, NAMES)
+    weighter = build_weighter({"name": "static", "weights": [0.5, 2.0]}, NAMES)
     total = weighter({"im": torch.tensor(3.0), "cm": torch.tensor(4.0)})
     assert total.item() == 0.5 * 3 + 2 * 4 and weighter.weights() == {"im": 0.5, "cm": 2.0}
     assert build_weighter({"name": "static"}, NAMES).weights() == {"im": 1.0, "cm": 1.0}
@@ -208,7 +208,7 @@ def test_uncertainty_total_and_gradients():
 # ---- all weighters ---------------------------------------------------------------------------------------
 
 CONFIGS = {
-    "static": {"static_weights": [0.7, 1.3]},
+    "static": {"weights": [0.7, 1.3]},
     "adacrossnet": {},
     "convergence": {"window": 20, "warmup_steps": 40},
     "dwa": {},
@@ -254,19 +254,20 @@ def test_state_dict_round_trip_continues_identically(name):
 
 
 def test_build_weighter_errors():
-    with pytest.raises(ConfigError, match="adacrossnet.*convergence.*dwa.*static.*uncertainty"):
-        build_weighter({"name": "gradnorm"}, NAMES)
+    with pytest.raises(ConfigError, match="adacrossnet.*convergence.*dwa.*uncertainty"):
+        build_weighter({"name": "nosuch"}, NAMES)
     bad = [
-        ({"name": "static", "static_weights": [1.0]}, "static_weights"),
-        ({"name": "static", "static_weights": [1.0, "x"]}, "static_weights"),
+        ({"name": "static", "weights": [1.0]}, "weights"),
+        ({"name": "static", "weights": [1.0, "x"]}, "weights"),
+        ({"name": "static", "weights": [1.0, -1.0]}, "weights"),
         ({"name": "adacrossnet", "beta": 1.0}, "beta"),
         ({"name": "convergence", "window": 300, "warmup_steps": 100}, "warmup_steps"),
         ({"name": "convergence", "temperature": 0}, "temperature"),
         ({"name": "convergence", "window": 0}, "window"),
-        ({"name": "dwa", "dwa_temperature": -1}, "dwa_temperature"),
-        ({"name": "static", "wieghts": 1}, "unknown keys"),
+        ({"name": "dwa", "temperature": -1}, "temperature"),
+        ({"name": "static", "wieghts": 1}, "unknown key"),
+        ({}, "needs a name"),
     ]
     for cfg, match in bad:
         with pytest.raises(ConfigError, match=match):
             build_weighter(cfg, NAMES)
-    assert type(build_weighter({}, NAMES)).__name__ == "ConvergenceWeighter" == f"{DEFAULTS['name'].title()}Weighter"

@@ -20,6 +20,10 @@ class CheckpointError(UserError):
     """A checkpoint cannot be read, or does not fit the model it is loaded into."""
 
 
+class NonFiniteError(UserError):
+    """NaN or Inf where finite numbers are needed: weights of a checkpoint, input coordinates, features."""
+
+
 def exit_on_user_error(main):
     """Wrap a script's main(): a UserError becomes `error: <message>` on stderr and exit status 2."""
 

@@ -22,32 +22,18 @@ import numpy as np
 
 from datasets.s3dis import CLASS_NAMES, S3DIS
 from downstream import common
-from engine.evaluate import SemSegMeter
 from engine.trainer import Evaluation, setup_runtime
 from models.build import build_model
+from tasks import segmentation as seg
+from tasks.segmentation_metrics import SemSegMeter
 from utils import distributed
 from utils.config import Config
 from utils.errors import ConfigError, exit_on_user_error
+from utils.files import update_json, write_json
 
 DEFAULTS = common.CONFIGS / "semseg.yaml"
 AREAS = (1, 2, 3, 4, 5, 6)
-SCALARS = ("miou", "overall_acc", "mean_class_acc")
-
-
-def score(module, loader, runtime, desc: str) -> SemSegMeter:
-    """A confusion matrix over every point of every block of a split."""
-    meter = SemSegMeter(len(CLASS_NAMES))
-    for logits, batch in common.predict(module, loader, runtime, desc):
-        meter.update(logits.argmax(-1), batch["seg"])
-    return meter
-
-
-def with_class_names(metrics: dict, confusion: np.ndarray) -> dict:
-    """compute()'s output with per-class IoU keyed by class name, and the confusion matrix."""
-    out = {key: metrics[key] for key in SCALARS}
-    out["per_class_iou"] = dict(zip(CLASS_NAMES, metrics["per_class_iou"]))
-    out["confusion"] = confusion.tolist()
-    return out
+SCALARS = seg.SEM_SEG_SCALARS
 
 
 def print_per_class(title: str, result: dict) -> None:
@@ -60,11 +46,12 @@ def print_per_class(title: str, result: dict) -> None:
 
 def run_area(cfg: Config) -> dict:
     """Train with Area `data.test_area` held out, select on the val rooms, test once on the test area."""
-    if cfg.model.name != "dgcnn_semseg":
-        raise ConfigError(f"model.name '{cfg.model.name}': semantic segmentation fine-tunes dgcnn_semseg")
+    if cfg.model.k > cfg.data.num_points:
+        raise ConfigError(f"model.k={cfg.model.k} needs at least that many points, data.num_points="
+                          f"{cfg.data.num_points}")
     runtime = setup_runtime(cfg)
-    module = common.PointSegmentation(build_model(cfg.model), cfg.loss.label_smoothing)
-    report = common.initial_weights(cfg, module.model, runtime)
+    module = seg.PointSegmentation(build_model(cfg.model), cfg.loss.label_smoothing)
+    report = seg.initial_weights(cfg, module.model, runtime)
     data = cfg.data
 
     def split(name: str):
@@ -72,25 +59,24 @@ def run_area(cfg: Config) -> dict:
                      val_fraction=data.val_fraction)
 
     train_set = split("train")
-    val_loader, test_loader = common.eval_loader(split("val"), cfg), common.eval_loader(split("test"), cfg)
+    val_loader, test_loader = seg.eval_loader(split("val"), cfg), seg.eval_loader(split("test"), cfg)
     if len(val_loader.dataset) == 0:
         raise ConfigError(f"data.val_fraction {data.val_fraction}: no validation rooms held out; raise it")
     tested = {}
 
     def validate(m):
-        return {k: v for k, v in score(m, val_loader, runtime, "val").compute().items() if k in SCALARS}
+        return {k: v for k, v in seg.score_sem_seg(m, val_loader, runtime, "val").compute().items() if k in SCALARS}
 
     def test(m):
-        meter = score(m, test_loader, runtime, f"test (Area {data.test_area})")
-        tested.update(with_class_names(meter.compute(), meter.confusion))
+        tested.update(seg.sem_seg_result(seg.score_sem_seg(m, test_loader, runtime, f"test (Area {data.test_area})")))
         return {k: tested[k] for k in SCALARS}
 
-    result = common.fine_tune(cfg, runtime, module, report, train_set, Evaluation(validate, test, "miou"))
+    result = seg.fine_tune(cfg, runtime, module, report, train_set, Evaluation(validate, test, "miou"))
     if not runtime.is_main:
         return result["test"]
     full = {**result["test"], **tested}
-    common.update_metrics(Path(cfg.out) / "metrics.json", test=full, test_area=data.test_area,
-                          test_blocks=len(test_loader.dataset))
+    update_json(Path(cfg.out) / "metrics.json", {"test": full, "test_area": data.test_area,
+                                                  "test_blocks": len(test_loader.dataset)})
     print_per_class(f"S3DIS Area {data.test_area} ({len(test_loader.dataset)} test blocks), model of epoch "
                     f"{full['selected_epoch']} (best val mIoU):", full)
     print(f"run directory: {cfg.out}")
@@ -114,9 +100,9 @@ def run_six_fold(cfg: Config) -> dict:
         return {}
     meter = SemSegMeter(len(CLASS_NAMES))
     meter.confusion = sum(np.asarray(per_area[a]["confusion"], dtype=np.int64) for a in AREAS)
-    overall = with_class_names(meter.compute(), meter.confusion)
+    overall = seg.sem_seg_result(meter)
     areas = {str(a): {k: per_area[a][k] for k in (*SCALARS, "selected_epoch")} for a in AREAS}
-    common.write_json({"seed": cfg.seed, "six_fold": True, "per_area": areas, "test": overall},
+    write_json({"seed": cfg.seed, "six_fold": True, "per_area": areas, "test": overall},
                       out / "metrics.json")
     print("\nS3DIS per test area (each model scored once on its held-out area):")
     print("  area      mIoU       OA   mAcc   epoch")
@@ -134,7 +120,7 @@ def run(cfg: Config) -> dict:
 
 @exit_on_user_error
 def main(argv=None):
-    return common.script_main(__spec__.name, __doc__, DEFAULTS, run, argv, switches=[
+    return common.script_main(__spec__.name, __doc__, DEFAULTS, seg.SemSegConfig, run, argv, switches=[
         ("--six-fold", "data.six_fold=true", "test areas 1..6 in turn")])
 
 

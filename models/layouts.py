@@ -1,0 +1,221 @@
+"""The ancestors' checkpoint layouts, next to the models they describe, and layer-wise loading into our models.
+
+`convert_state_dict` maps a loaded checkpoint of any supported layout into our key space:
+  * our training checkpoints (`{"model": state_dict, ...}` as engine/trainer.py writes them) and AdaCrossNet
+    state_dicts: the tensors under `point_encoder.` are taken, everything else (heads, image encoders,
+    the objective) is left out;
+  * our downstream checkpoints and bare encoder state_dicts (keys already in our key space);
+  * CrossPoint / CrossNet / AdaCrossNet released state_dicts: the DGCNN classification encoder
+    (`dgcnn_cls_best.pth`: `conv1.0.weight`, `conv1.1.*` plus the duplicate `bn1.*`, ... `conv5`,
+    `inv_head.{0,1,3}`, possibly the supervised `linear*/bn6/bn7`), `DGCNN_partseg` (`dgcnn_partseg_best.pth`,
+    with `transform_net.*`) and AdaCrossNet's `DGCNN_semseg`, optionally wrapped in `module.` (DataParallel).
+`load_encoder_state` loads such a state into DGCNN, DGCNNPartSeg(Encoder), DGCNNSemSeg or PointNet: a layer (a
+conv with its BatchNorm) loads when every one of its tensors finds a tensor of the same name and shape;
+nothing loads silently. The returned `LoadReport` lists what loaded, what kept its initial value, what the
+checkpoint holds that this model has no place for, and the shape mismatches.
+
+The block names on the right of the tables below are attributes of models/dgcnn.py and models/common.py:
+renaming a layer there means updating its row here (tests/test_checkpoint.py loads every layout).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+from utils.errors import CheckpointError
+
+# CrossPoint numbers its blocks conv1..convN, each nn.Sequential(Conv, BN, LeakyReLU) with the BN also held
+# as bnN. Where each of their convs lives in our models (its BN follows: edge1.conv -> edge1.bn, ...):
+_CROSSPOINT_CLS = {1: "edge1.conv", 2: "edge2.conv", 3: "edge3.conv", 4: "edge4.conv", 5: "embed.conv"}
+_CROSSPOINT_PARTSEG = {1: "edge1.conv", 2: "edge1.conv2", 3: "edge2.conv", 4: "edge2.conv2", 5: "edge3.conv",
+                       6: "embed.conv", 7: "category.conv", 8: "seg1.conv", 9: "seg2.conv", 10: "seg3.conv",
+                       11: "classifier"}
+_CROSSPOINT_SEMSEG = {1: "edge1.conv", 2: "edge1.conv2", 3: "edge2.conv", 4: "edge2.conv2", 5: "edge3.conv",
+                      6: "embed.conv", 7: "seg1.conv", 8: "seg2.conv", 9: "classifier"}
+# Their Transform_Net: conv1, conv2 on edges, conv3 (BN 1024), then linear1 with the BN *re-bound* to bn3
+# (512, replacing the 1024 one as an attribute only), linear2 with bn4, transform.
+_CROSSPOINT_TRANSFORM = {1: "transform_net.edge.conv", 2: "transform_net.edge.conv2", 3: "transform_net.embed.conv"}
+_TRANSFORM_RENAMES = {"linear1.": "fc1.linear.", "bn3.": "fc1.bn.", "linear2.": "fc2.linear.", "bn4.": "fc2.bn.",
+                      "transform.": "transform."}
+_WRAPPER_KEYS = ("model", "state_dict", "model_state_dict", "model_state", "net")
+
+
+def _bn_of(conv_target: str) -> str:
+    head, _, last = conv_target.rpartition(".")
+    return f"{head}.{last.replace('conv', 'bn')}" if head else last.replace("conv", "bn")
+
+
+def _convert_crosspoint(state: Mapping[str, torch.Tensor], table: Mapping[int, str], prefix: str = "",
+                        out: dict | None = None) -> dict:
+    """Rename CrossPoint keys under `prefix` (conv<n>.{0,1}.*, conv<n>.weight, bn<n>.* aliases, inv_head.*)."""
+    out = {} if out is None else out
+    for key, value in state.items():
+        if not key.startswith(prefix):
+            continue
+        rest = key[len(prefix):]
+        if prefix == "" and rest.startswith("transform_net."):
+            continue
+        conv = re.fullmatch(r"conv(\d+)\.(0|1)\.(.+)", rest)
+        plain = re.fullmatch(r"conv(\d+)\.(weight|bias)", rest)
+        bn = re.fullmatch(r"bn(\d+)\.(.+)", rest)
+        if conv and int(conv.group(1)) in table:
+            target = table[int(conv.group(1))]
+            out[f"{target}.{conv.group(3)}" if conv.group(2) == "0" else f"{_bn_of(target)}.{conv.group(3)}"] = value
+        elif plain and int(plain.group(1)) in table:
+            out[f"{table[int(plain.group(1))]}.{plain.group(2)}"] = value
+        elif bn and f"{prefix}conv{bn.group(1)}.1.{bn.group(2)}" in state and not (
+                prefix == "transform_net." and bn.group(1) in ("3", "4")):
+            alias = state[f"{prefix}conv{bn.group(1)}.1.{bn.group(2)}"]
+            if not (alias.shape == value.shape and torch.equal(alias, value)):
+                out[key] = value  # not the alias it should be: keep it visible as unexpected
+        elif prefix == "transform_net." and any(rest.startswith(old) for old in _TRANSFORM_RENAMES):
+            old = next(old for old in _TRANSFORM_RENAMES if rest.startswith(old))
+            out[f"transform_net.{_TRANSFORM_RENAMES[old]}{rest[len(old):]}"] = value
+        elif rest.startswith("inv_head."):
+            out[f"point_head.{rest[len('inv_head.'):]}"] = value
+        else:
+            out[key] = value  # e.g. their supervised classifier linear1/bn6/...: reported as unexpected
+    return out
+
+
+def convert_state_dict(obj: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], str, int]:
+    """A loaded checkpoint of any supported layout -> (tensors in our key space, layout name, tensors left out).
+
+    Layouts: "ours" (keys as our models name them), "adacrossnet" (our model/training checkpoint: only
+    `point_encoder.*` is kept), "crosspoint-cls", "crosspoint-partseg", "crosspoint-semseg".
+    """
+    for wrapper in _WRAPPER_KEYS:
+        inner = obj.get(wrapper) if isinstance(obj, Mapping) else None
+        if isinstance(inner, Mapping) and any(isinstance(v, torch.Tensor) for v in inner.values()):
+            obj = inner
+            break
+    state = {}
+    for key, value in obj.items():
+        if isinstance(key, str) and isinstance(value, torch.Tensor):
+            while key.startswith(("module.", "_orig_mod.")):
+                key = key.split(".", 1)[1]
+            state[key.replace("._orig_mod.", ".")] = value
+    encoder_keys = {k: v for k, v in state.items() if "point_encoder." in k}
+    if encoder_keys:
+        kept = {k.rsplit("point_encoder.", 1)[1]: v for k, v in encoder_keys.items()}
+        return kept, "adacrossnet", len(state) - len(kept)
+    if not any(re.fullmatch(r"(transform_net\.)?conv\d+\.0\.weight", k) for k in state):
+        return state, "ours", 0
+    if any(k.startswith("transform_net.") for k in state):
+        out = _convert_crosspoint(state, _CROSSPOINT_TRANSFORM, prefix="transform_net.")
+        return _convert_crosspoint(state, _CROSSPOINT_PARTSEG, out=out), "crosspoint-partseg", 0
+    if "conv6.0.weight" in state:
+        return _convert_crosspoint(state, _CROSSPOINT_SEMSEG), "crosspoint-semseg", 0
+    return _convert_crosspoint(state, _CROSSPOINT_CLS), "crosspoint-cls", 0
+
+
+# ------------------------------------------------------------------------------------------- loading
+
+
+def _layer(key: str) -> str:
+    """The layer a key belongs to; a conv or linear and its BatchNorm form one layer:
+    edge1.conv.weight, edge1.bn.* -> "edge1"; edge1.conv2.weight, edge1.bn2.* -> "edge1.conv2";
+    point_head.1.weight -> "point_head.1"."""
+    parent = key.rpartition(".")[0]
+    head, _, last = parent.rpartition(".")
+    found = re.fullmatch(r"(?:conv|bn|linear)(\d*)", last)
+    if not found or not head:
+        return parent or key
+    return f"{head}.conv{found.group(1)}" if found.group(1) else head
+
+
+def _layer_names(keys) -> str:
+    names = sorted({_layer(k) for k in keys})
+    return ", ".join(names) if names else "-"
+
+
+@dataclass
+class LoadReport:
+    """What `load_pretrained_encoder` did. Keys are in our key space (after conversion)."""
+
+    model: str
+    source: str
+    layout: str
+    loaded: list[str] = field(default_factory=list)       # model keys that received a checkpoint tensor
+    missing: list[str] = field(default_factory=list)      # model keys left as they were
+    unexpected: list[str] = field(default_factory=list)   # checkpoint keys this model has no place for
+    mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)  # (key, checkpoint, model shape)
+    left_out: int = 0                                     # tensors outside the point encoder (heads, images)
+
+    def summary(self) -> str:
+        def count(keys):
+            return sum(not k.endswith("num_batches_tracked") for k in keys)
+
+        lines = [f"loaded {count(self.loaded)}/{count(self.loaded) + count(self.missing)} tensors of {self.model} "
+                 f"from {self.source} ({self.layout} layout)"]
+        if self.left_out:
+            lines.append(f"  left out: {self.left_out} tensors outside the point encoder (heads, image encoders, ...)")
+        lines.append(f"  loaded layers: {_layer_names(self.loaded)}")
+        shown = {}
+        for key, theirs, ours in self.mismatched:
+            shown.setdefault(_layer(key), []).append(f"{key} checkpoint {theirs} vs model {ours}")
+        for layer, details in shown.items():
+            more = f" (+{len(details) - 1} more)" if len(details) > 1 else ""
+            lines.append(f"  shape mismatch, layer {layer} not loaded: {details[0]}{more}")
+        if self.missing:
+            lines.append(f"  kept initial values: {_layer_names(self.missing)}")
+        if self.unexpected:
+            lines.append(f"  in the checkpoint, not in this model: {_layer_names(self.unexpected)}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def load_encoder_state(module: nn.Module, obj: Mapping[str, Any], name: str = "<state_dict>", *,
+                       log: Callable[[str], None] | None = print) -> LoadReport:
+    """Load a pretrained point encoder (a loaded checkpoint dict or a state_dict; `name` says where it came
+    from) into `module`.
+
+    `module`: DGCNN, DGCNNPartSeg(Encoder), DGCNNSemSeg, PointNet, or an AdaCrossNet (its point_encoder).
+    A layer loads only as a whole: every tensor of a conv and its BatchNorm must exist in the checkpoint under
+    the same name with the same shape. Returns the LoadReport (also passed to `log` unless log is None).
+    Raises CheckpointError when nothing in it fits the module.
+    """
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{name}: expected a checkpoint dict or a state_dict, got {type(obj).__name__}")
+    target_module = module.point_encoder if isinstance(getattr(module, "point_encoder", None), nn.Module) else module
+    state, layout, left_out = convert_state_dict(obj)
+    if not state:
+        raise CheckpointError(f"{name}: holds no tensors")
+    target = target_module.state_dict()
+    prefixes = {key.split(".", 1)[0] for key in state}
+    if not set(state) & set(target) and len(prefixes) == 1 and all("." in key for key in state):
+        state = {key.split(".", 1)[1]: value for key, value in state.items()}  # e.g. a wrapper's "model."
+    report = LoadReport(type(target_module).__name__, name, layout, left_out=left_out)
+
+    by_layer: dict[str, list[str]] = {}
+    for key in state:
+        by_layer.setdefault(_layer(key), []).append(key)
+    update = {}
+    for keys in by_layer.values():
+        present = [k for k in keys if k in target]
+        report.unexpected += [k for k in keys if k not in target]
+        wrong = [(k, tuple(state[k].shape), tuple(target[k].shape)) for k in present
+                 if state[k].shape != target[k].shape]
+        report.mismatched += wrong
+        if present and not wrong and len(present) == len(keys):
+            update.update({k: state[k] for k in present})
+    if not update:
+        example = (f"e.g. {report.mismatched[0][0]} is {report.mismatched[0][1]} there, {report.mismatched[0][2]} here"
+                   if report.mismatched else f"e.g. it has {next(iter(state))}, the model has {next(iter(target))}")
+        raise CheckpointError(f"{name}: nothing in it fits {report.model} ({layout} layout, {len(state)} tensors; "
+                              f"{example})")
+    report.loaded = [k for k in target if k in update]
+    report.missing = [k for k in target if k not in update and not k.endswith("num_batches_tracked")]
+    merged = dict(target)
+    merged.update({k: v.to(dtype=target[k].dtype) for k, v in update.items()})
+    target_module.load_state_dict(merged, strict=True)
+    if log is not None:
+        log(report.summary())
+    return report

@@ -1,0 +1,120 @@
+"""Contrastive pretraining as a task: the model with its objective, the linear-SVM monitor, the config.
+
+The best checkpoint is chosen by linear-SVM accuracy on a validation split carved from the ModelNet40
+training set; the test set is scored once, on that checkpoint (docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from datasets import ModelNet40, ShapeNetRender
+from engine.evaluate import extract_features, linear_svm_accuracy
+from engine.trainer import Evaluation, RunConfig, Runtime
+from losses.objective import PretrainObjective, build_objective
+from losses.weighting import WEIGHTERS
+from models.build import adacrossnet, build_model
+from utils.config import Length, PositiveFloat, PositiveInt, Range, choose, signature_section
+from utils.errors import ConfigError
+
+
+@dataclass
+class PretrainData:
+    root: str = "data"  # holds ShapeNet/, ShapeNetRendering/ and modelnet40_ply_hdf5_2048/
+    num_points: PositiveInt = 2048
+    image_size: PositiveInt = 224
+    background: Annotated[list[int], Length(3), Range(ge=0, le=255)] = field(
+        default_factory=lambda: [255, 255, 255])  # RGB that transparent rendering pixels are composited onto
+
+
+@dataclass
+class MonitorConfig:
+    """The linear SVM on frozen features that chooses the best checkpoint."""
+
+    num_points: PositiveInt = 1024  # ModelNet40 protocol: the first 1024 points
+    svm_c: PositiveFloat = 0.01  # AdaCrossNet test.py / CrossPoint notebook (CrossPoint's training loop: 0.1)
+    batch_size: PositiveInt = 64
+
+
+@dataclass
+class PretrainConfig(RunConfig):
+    out: str = "runs/pretrain"
+    data: PretrainData = field(default_factory=PretrainData)
+    model: dict = choose({"adacrossnet": adacrossnet}, "adacrossnet")
+    loss: dict = signature_section(PretrainObjective)
+    weighting: dict = choose(WEIGHTERS, "adacrossnet")
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+
+
+class ContrastivePretraining(nn.Module):
+    """The model and its objective as one module, so DDP, checkpoints and resume see both (weighter state too)."""
+
+    def __init__(self, model: nn.Module, objective: PretrainObjective):
+        super().__init__()
+        self.model, self.objective = model, objective
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        return self.objective(self.model(batch["points1"], batch["points2"], batch["image"], batch.get("gray")))
+
+    def backward_step(self, outputs, backward) -> None:
+        self.objective.backward_step(outputs, backward)
+
+    def param_groups(self) -> list[dict]:
+        """The weighter's own parameters (uncertainty's log-variances) get no weight decay: decay would pull
+        them towards weights of 1 whatever the losses say."""
+        return [{"params": list(self.model.parameters())},
+                {"params": list(self.objective.parameters()), "weight_decay": 0.0}]
+
+    def end_epoch(self) -> None:
+        self.objective.end_epoch()
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.model.point_encoder
+
+
+class SvmMonitor:
+    """Linear SVM on frozen point features: fit on one ModelNet40 split, score on another."""
+
+    def __init__(self, root, cfg, runtime: Runtime):
+        self.root, self.cfg, self.runtime = root, cfg, runtime
+
+    def _features(self, encoder, split):
+        dataset = ModelNet40(self.root, split=split, num_points=self.cfg.num_points)
+        loader = DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=False, num_workers=0)
+        return extract_features(encoder, loader, self.runtime.device)
+
+    def accuracy(self, encoder, fit_split: str, score_split: str) -> float:
+        train_x, train_y = self._features(encoder, fit_split)
+        test_x, test_y = self._features(encoder, score_split)
+        return linear_svm_accuracy(train_x, train_y, test_x, test_y, C=self.cfg.svm_c)
+
+    def evaluation(self) -> Evaluation:
+        """Validation: fit on train, score on val (chooses best.pt). Test: fit on train+val, score on test."""
+        return Evaluation(
+            validate=lambda task: {"svm_acc": self.accuracy(task.encoder, "train", "val")},
+            test=lambda task: {"svm_acc": self.accuracy(task.encoder, "trainval", "test")},
+            select_metric="svm_acc",
+        )
+
+
+def build_pretraining(cfg, runtime: Runtime) -> tuple[ContrastivePretraining, ShapeNetRender, SvmMonitor]:
+    """The task, its training set and its monitor, from a resolved PretrainConfig."""
+    model_cfg = cfg.model
+    if model_cfg.point_backbone.get("k", 0) > min(cfg.data.num_points, cfg.monitor.num_points):
+        raise ConfigError(f"model.point_backbone.k={model_cfg.point_backbone.k} needs at least that many points, "
+                          f"but data.num_points={cfg.data.num_points} and monitor.num_points="
+                          f"{cfg.monitor.num_points}")
+    train_set = ShapeNetRender(cfg.data.root, num_points=cfg.data.num_points, image_size=cfg.data.image_size,
+                               grayscale=model_cfg.gray_branch, seed=cfg.seed,
+                               background=tuple(cfg.data.background))
+    objective = build_objective(cfg.loss, cfg.weighting, distributed=runtime.world_size > 1)
+    if cfg.loss.cross_modal == "stacked" and not model_cfg.gray_branch:
+        raise ConfigError("loss.cross_modal=stacked needs model.gray_branch=true (or set loss.cross_modal=mean)")
+    module = ContrastivePretraining(build_model(model_cfg), objective)
+    return module, train_set, SvmMonitor(cfg.data.root, cfg.monitor, runtime)
