@@ -14,7 +14,8 @@ import numpy as np
 import torch
 import yaml
 
-from losses.weighting import DEFAULTS, build_weighter
+from losses.weighting import WEIGHTERS, build_weighter
+from utils.config import part_keys
 
 NAMES = ("im", "cm")
 
@@ -34,8 +35,10 @@ def swap_curves(steps: int, noise: float, seed: int = 0) -> np.ndarray:
 
 
 def run(name: str, curves: np.ndarray, epoch_steps: int, cfg: dict | None = None) -> list[dict[str, float]]:
-    """Feed the curves to weighter `name` (training mode); the weights after each step."""
-    weighter = build_weighter({"name": name, **(cfg or {})}, NAMES).train()
+    """Feed the curves to weighter `name` (training mode); the weights after each step. Of `cfg`, the keys
+    that weighter has apply."""
+    own = part_keys(WEIGHTERS[name]).keys
+    weighter = build_weighter({"name": name, **{k: v for k, v in (cfg or {}).items() if k in own}}, NAMES).train()
     optimiser = torch.optim.SGD(weighter.parameters(), lr=0.01) if name == "uncertainty" else None
     history = []
     for step, row in enumerate(curves, start=1):
@@ -56,10 +59,10 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.02)
     parser.add_argument("--every", type=int, default=250)
     parser.add_argument("--epoch-steps", type=int, default=100)
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="weighting config overrides")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="weighting keys, applied to each weighter that has them")
     args = parser.parse_args()
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
-    print(f"weighting config: {DEFAULTS | overrides}")
+    print(f"weighting config overrides (each weighter takes the keys it has): {overrides}")
     for label, curves in (("exp", exp_curves(args.steps, args.noise)), ("swap", swap_curves(args.steps, args.noise))):
         print(f"\ncurves '{label}', noise {args.noise}: weights w_im / w_cm after step t")
         steps = list(range(args.every, args.steps + 1, args.every))

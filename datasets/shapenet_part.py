@@ -67,7 +67,3 @@ class ShapeNetPart(PointCloudDataset):
             f = int(np.searchsorted(offsets, i, side="right") - 1)
             raise DataError(f"{table.paths[f]}: sample {i - offsets[f]} of category {cat[i]} "
                             f"({CATEGORY_NAMES[cat[i]]}) has part ids outside {PART_RANGES[cat[i]]}")
-
-    @staticmethod
-    def category_of_part(part: int) -> int:
-        return int(np.searchsorted(_STARTS, part, side="right") - 1)

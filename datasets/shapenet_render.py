@@ -1,6 +1,6 @@
 """ShapeNetRender: ShapeNet point clouds paired with their 2D renderings, for cross-modal pretraining.
 
-Layout (REFERENCE.md section 1), under one data root::
+Layout (docs/protocol.md section 1; data/README.md), under one data root::
 
     ShapeNet/<synset>/<model_id>.ply                              vertex x, y, z (binary or ascii PLY)
     ShapeNetRendering/<synset>/<model_id>/rendering/NN.png        RGBA views (137 x 137 in the release)
@@ -79,9 +79,9 @@ def read_ply_points(path: Path | str) -> np.ndarray:
     """xyz of a PLY's vertex element as (n, 3) float32; any failure is a one-line DataError naming the file.
 
     Binary PLYs are read by plyfile, memory-mapped (its only path without a per-vertex Python loop).
-    plyfile parses ASCII bodies line by line in Python (about 8 ms for 2048 vertices), so an ASCII file whose
-    first element is a plain ``vertex`` element is parsed here with one numpy conversion instead (about 5x
-    faster); any other ASCII layout goes through plyfile.
+    plyfile parses ASCII bodies line by line in Python, so an ASCII file whose first element is a plain
+    ``vertex`` element is parsed here with one numpy conversion instead (``python -m bench.loader`` times
+    the loader); any other ASCII layout goes through plyfile.
     """
     path = Path(path)
     try:

@@ -1,4 +1,4 @@
-"""Point-cloud augmentations (REFERENCE.md section 4), each a callable ``t(points, rng) -> points``.
+"""Point-cloud augmentations (docs/protocol.md section 4), each a callable ``t(points, rng) -> points``.
 
 ``points`` is an ``(N, C)`` float array; the geometric transforms act on the xyz columns ``0:3`` and carry any
 further columns (colours, room coordinates) through unchanged. Randomness comes only from the

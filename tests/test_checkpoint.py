@@ -1,7 +1,7 @@
 """Checkpoint files and pretrained-encoder interop with CrossPoint / AdaCrossNet layouts.
 
 The CrossPoint-layout modules below are small re-implementations of the structure their released
-checkpoints come from (REFERENCE.md section 2): every block an nn.Sequential(Conv, BN, LeakyReLU) whose BN is
+checkpoints come from (docs/protocol.md section 2): every block an nn.Sequential(Conv, BN, LeakyReLU) whose BN is
 also an attribute bn<n>, so each BN appears under two keys; the head `inv_head`; the part-seg transform net
 whose attribute bn3 is re-bound to the 512-d BN of linear1 after conv3 captured the 1024-d one. They produce
 the key layout with random weights and double as oracles: same weights, same features.

@@ -24,8 +24,9 @@ from downstream import common
 from downstream.classification import main as classification
 from downstream.segmentation import main_partseg, main_semseg
 from engine import evaluate
+from tasks import classification as classification_task
 from tasks.classification import ClassificationConfig
-from tasks.segmentation import PartSegConfig, PointSegmentation, SemSegConfig
+from tasks.segmentation import PartSegConfig, PointSegmentation, SemSegConfig, sem_seg_result
 from utils.config import load_config
 from tasks.segmentation_metrics import SemSegMeter
 from losses.ntxent import nt_xent
@@ -140,13 +141,13 @@ def test_classification_random_init(synthetic_root, tmp_path):
 
 def test_svm_c_search_uses_the_training_set(synthetic_root, encoder_checkpoint, tmp_path, monkeypatch):
     seen = []
-    original = classification.select_svm_c
+    original = classification_task.select_svm_c
 
     def recording(train_x, train_y, *args, **kwargs):
         seen.append(len(train_y))
         return original(train_x, train_y, *args, **kwargs)
 
-    monkeypatch.setattr(classification, "select_svm_c", recording)
+    monkeypatch.setattr(classification_task, "select_svm_c", recording)
     out = tmp_path / "search"
     classification.main(["--checkpoint", str(encoder_checkpoint), "--data-root", str(synthetic_root), "--out",
                          str(out), *CLS, "data.datasets=[modelnet40]", "fewshot.settings=[]", "tsne=false",
@@ -215,7 +216,7 @@ def test_six_fold_sums_the_confusion_matrices(tmp_path, monkeypatch):
         seen.append((cfg.data.test_area, cfg.out))
         meter = SemSegMeter(13)
         meter.confusion = confusions[cfg.data.test_area]
-        return {**main_semseg.with_class_names(meter.compute(), meter.confusion), "selected_epoch": 1}
+        return {**sem_seg_result(meter), "selected_epoch": 1}
 
     monkeypatch.setattr(main_semseg, "run_area", fake_area)
     out = tmp_path / "sixfold"

@@ -1,4 +1,4 @@
-"""Point-cloud augmentations (REFERENCE.md section 4): statistics, explicit randomness, no input mutation."""
+"""Point-cloud augmentations (docs/protocol.md section 4): statistics, explicit randomness, no input mutation."""
 
 import math
 
