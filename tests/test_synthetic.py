@@ -1,7 +1,10 @@
-"""The synthetic data generator writes the real on-disk layouts (REFERENCE.md section 1), deterministically."""
+"""The synthetic data generator writes the real on-disk layouts (data/README.md), deterministically."""
 
 import hashlib
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -9,9 +12,11 @@ import pytest
 from PIL import Image
 from plyfile import PlyData
 
-from data.make_synthetic import (MARKER, MODELNET40_NAMES, PART_OFFSETS, SHAPENET_PART_CATEGORIES,
-                                 SHAPENET_RENDER_FAMILIES, SIZES, make_modelnet40, make_shapenet_render,
-                                 make_synthetic)
+from data.make_synthetic import make_synthetic
+from data.synthetic_gen import MARKER, SIZES
+from data.synthetic_gen.modelnet40 import MODELNET40_NAMES, make_modelnet40
+from data.synthetic_gen.shapenet_part import PART_OFFSETS, SHAPENET_PART_CATEGORIES
+from data.synthetic_gen.shapenet_render import SHAPENET_RENDER_FAMILIES, make_shapenet_render
 
 SEED = 0
 CFG = SIZES["tiny"]
@@ -282,3 +287,12 @@ def test_refuses_to_overwrite_what_may_be_real_data(tmp_path):
 def test_unknown_size_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="size"):
         make_synthetic(tmp_path, size="huge")
+
+
+@pytest.mark.parametrize("command", [["data/make_synthetic.py"], ["-m", "data.make_synthetic"]])
+def test_entry_script_runs_as_a_file_and_as_a_module(command):
+    """The Makefile runs it as a file (then data/, not the root, is on sys.path); -m runs it as a module."""
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, *command, "--help"], cwd=repo, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "--size" in done.stdout

@@ -1,0 +1,91 @@
+"""Generate small synthetic copies of the five AdaCrossNet datasets, in their real on-disk layouts."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from .modelnet40 import make_modelnet40
+from .s3dis import make_s3dis
+from .scanobjectnn import make_scanobjectnn
+from .shapenet_part import make_shapenet_part
+from .shapenet_render import make_shapenet_render
+
+SIZES = {
+    # tests: the whole generation stays around a couple of seconds on one core
+    "tiny": dict(modelnet_train=10, modelnet_test=5, render_per_synset=2, render_missing=2,
+                 sonn_train=6, sonn_test=3, sonn_pb_copies=2, part_train=4, part_val=1, part_test=2,
+                 rooms_per_area=1, room_extent=(2.4, 3.2), room_density=900.0, blocks_per_file=20,
+                 render_density=2500.0),
+    # CPU demo
+    "small": dict(modelnet_train=40, modelnet_test=20, render_per_synset=16, render_missing=2,
+                  sonn_train=20, sonn_test=8, sonn_pb_copies=3, part_train=24, part_val=4, part_test=8,
+                  rooms_per_area=2, room_extent=(3.0, 5.5), room_density=1200.0, blocks_per_file=100,
+                  render_density=4000.0),
+}
+
+DATASET_FOLDERS = ("ShapeNet", "ShapeNetRendering", "modelnet40_ply_hdf5_2048", "h5_files", "ScanObjectNN",
+                   "shapenet_part_seg_hdf5_data", "indoor3d_sem_seg_hdf5_data")
+MARKER = "SYNTHETIC_DATA.txt"
+
+
+def _prepare(root):
+    """Clear an earlier synthetic copy (stale objects would be globbed by the ShapeNetRender loader), but
+    never a folder with dataset folders and no marker: that may be the real data."""
+    root.mkdir(parents=True, exist_ok=True)
+    existing = [name for name in DATASET_FOLDERS if (root / name).exists()]
+    if existing and not (root / MARKER).is_file():
+        raise FileExistsError(f"{root}: holds {', '.join(existing)} but no {MARKER}; refusing to overwrite "
+                              "what may be real data")
+    for name in existing:
+        shutil.rmtree(root / name)
+
+
+def make_synthetic(root, seed=0, size="small") -> dict:
+    """Write all five synthetic datasets under `root`; returns counts per dataset."""
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {tuple(SIZES)}, got {size!r}")
+    root, cfg, started = Path(root).resolve(), SIZES[size], time.perf_counter()
+    _prepare(root)
+    (root / MARKER).write_text(f"synthetic AdaCrossNet data: make_synthetic(seed={seed}, size={size!r}); "
+                               "not real data, see data/README.md\n")
+    summary = {"root": str(root), "seed": seed, "size": size}
+    summary["shapenet_render"] = make_shapenet_render(root, seed, cfg)
+    summary["modelnet40"] = make_modelnet40(root, seed, cfg)
+    summary["scanobjectnn"] = make_scanobjectnn(root, seed, cfg)
+    summary["shapenetpart"] = make_shapenet_part(root, seed, cfg)
+    summary["s3dis"] = make_s3dis(root, seed, cfg)
+    summary["seconds"] = round(time.perf_counter() - started, 2)
+    return summary
+
+
+def format_summary(summary) -> str:
+    r, m, s, p, d = (summary[k] for k in ("shapenet_render", "modelnet40", "scanobjectnn", "shapenetpart", "s3dis"))
+    return "\n".join([
+        f"synthetic data (size={summary['size']}, seed={summary['seed']}) in {summary['root']}, {summary['seconds']} s",
+        f"  ShapeNetRender: {r['with_renderings']} objects x {r['views']} views, "
+        f"{r['without_renderings']} without renderings",
+        f"  ModelNet40:     {m['train']} train / {m['test']} test, {m['classes_used']} of 40 classes",
+        f"  ScanObjectNN:   {s['train']} train / {s['test']} test "
+        f"(PB_T50_RS {s['train_pb_t50_rs']} / {s['test_pb_t50_rs']})",
+        f"  ShapeNetPart:   {p['train']} train / {p['val']} val / {p['test']} test",
+        f"  S3DIS:          {d['blocks']} blocks from {d['rooms']} rooms in 6 areas, {d['files']} files",
+    ])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="data/synthetic", help="data root to write (default: data/synthetic)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", choices=tuple(SIZES), default="small")
+    args = parser.parse_args(argv)
+    try:
+        summary = make_synthetic(args.out, seed=args.seed, size=args.size)
+    except FileExistsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_summary(summary))
+    return 0
