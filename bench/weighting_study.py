@@ -1,0 +1,286 @@
+"""Does adaptive loss weighting help? Pretrain every weighting variant with several seeds and compare.
+
+    python -m bench.weighting_study --config configs/weighting_study.yaml --seeds 0 1 2 3 4 \
+        --out runs/weighting_study [--variants static-1:1 adacrossnet ...] [dotted overrides for every run]
+
+Each (variant, seed) is one `train.py` run into `<out>/<variant>/seed_<s>/`, with the overrides of the
+variant and the seed on top of `--config` and the command line's overrides. A run that finished (its
+metrics.json holds a test result) is skipped, a run that was interrupted resumes from its last.pt: a killed
+study is continued by running the same command again. At the end, and after every run:
+  - summary.md / summary.json: per variant, the linear-SVM accuracy on the validation split (the best epoch's,
+    which chose the checkpoint) and on the test split (scored once, on that checkpoint), mean +- sample std
+    over seeds; the paired difference to the reference variant (static-1:1) on the same seeds, with a 95 %
+    t-interval over seeds; the wall time per run;
+  - weights.png: the weights of the two losses against the step, per variant (mean over seeds);
+  - accuracy.png: test accuracy per variant, every seed and the mean +- std.
+`--variants` takes names from VARIANTS, or custom ones as `label=key=value,key=value`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from utils.errors import ConfigError, exit_on_user_error
+from utils.files import atomic_write_text, read_json, write_json
+
+REFERENCE = "static-1:1"
+VARIANTS = {
+    "static-1:0": ["weighting.name=static", "weighting.weights=[1.0,0.0]"],
+    "static-3:1": ["weighting.name=static", "weighting.weights=[1.5,0.5]"],
+    "static-1:1": ["weighting.name=static", "weighting.weights=[1.0,1.0]"],
+    "static-1:3": ["weighting.name=static", "weighting.weights=[0.5,1.5]"],
+    "static-0:1": ["weighting.name=static", "weighting.weights=[0.0,1.0]"],
+    "adacrossnet": ["weighting.name=adacrossnet"],
+    "convergence-slower": ["weighting.name=convergence", "weighting.direction=slower"],
+    "convergence-faster": ["weighting.name=convergence", "weighting.direction=faster"],
+    "dwa": ["weighting.name=dwa"],
+    "uncertainty": ["weighting.name=uncertainty"],
+    "gradnorm": ["weighting.name=gradnorm"],
+}
+
+
+def parse_variants(names: list[str]) -> dict[str, list[str]]:
+    variants = {}
+    for name in names:
+        label, sep, rest = name.partition("=")
+        if sep:
+            variants[label] = [item for item in rest.split(",") if item]
+        elif name in VARIANTS:
+            variants[name] = VARIANTS[name]
+        else:
+            raise ConfigError(f"--variants: unknown variant '{name}' (known: {', '.join(VARIANTS)}; or "
+                              f"label=key=value,key=value)")
+    return variants
+
+
+def run_dir(out: Path, variant: str, seed: int) -> Path:
+    return out / variant.replace(":", "-") / f"seed_{seed}"
+
+
+def finished(directory: Path) -> bool:
+    return "svm_acc" in read_json(directory / "metrics.json").get("test", {})
+
+
+def run_one(config: str | None, directory: Path, seed: int, overrides: list[str]) -> float:
+    """One pretraining run in this process; returns its wall time in seconds (kept across resumes)."""
+    import train  # the entry script: the study runs exactly what a user runs
+
+    argv = ([] if config is None else ["--config", config]) + [*overrides, f"seed={seed}", f"out={directory}",
+                                                                "resume=auto"]
+    started = time.perf_counter()
+    train.main(argv)
+    record = read_json(directory / "study.json")
+    seconds = record.get("seconds", 0.0) + time.perf_counter() - started
+    write_json({"seconds": seconds, "argv": argv}, directory / "study.json")
+    return seconds
+
+
+def collect(out: Path, variants: dict, seeds: list[int]) -> dict:
+    """Per variant and seed: val and test accuracy, wall time, and the weight curves, for the finished runs."""
+    table = {}
+    for variant in variants:
+        rows = {}
+        for seed in seeds:
+            directory = run_dir(out, variant, seed)
+            if not finished(directory):
+                continue
+            metrics = read_json(directory / "metrics.json")
+            rows[seed] = {"val": metrics["best"]["value"], "test": metrics["test"]["svm_acc"],
+                          "epoch": metrics["test"].get("selected_epoch"),
+                          "seconds": read_json(directory / "study.json").get("seconds"),
+                          "curves": weight_curves(directory / "curves.csv")}
+        table[variant] = rows
+    return table
+
+
+def weight_curves(path: Path) -> dict[str, list[float]]:
+    if not path.exists():
+        return {}
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    keys = ["step"] + [k for k in (rows[0] if rows else {}) if k.startswith("weight_")]
+    return {key: [float(row[key]) for row in rows] for key in keys}
+
+
+def mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    array = np.asarray(values, dtype=np.float64)
+    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else None
+
+
+def paired_interval(diffs: list[float]) -> tuple[float | None, float | None, float | None]:
+    """Mean of paired differences and its 95 % t-interval over seeds (None where undefined)."""
+    from scipy.stats import t
+
+    if not diffs:
+        return None, None, None
+    array = np.asarray(diffs, dtype=np.float64)
+    if len(array) < 2:
+        return float(array.mean()), None, None
+    half = t.ppf(0.975, len(array) - 1) * array.std(ddof=1) / math.sqrt(len(array))
+    return float(array.mean()), float(array.mean() - half), float(array.mean() + half)
+
+
+def summarize(table: dict, seeds: list[int], reference: str = REFERENCE) -> dict:
+    summary = {"seeds": seeds, "reference": reference,
+               "std": "sample standard deviation over seeds (ddof=1)",
+               "interval": "95 % t-interval of the mean paired difference to the reference over shared seeds",
+               "variants": {}}
+    ref = table.get(reference, {})
+    for variant, rows in table.items():
+        entry = {"runs": len(rows), "seeds": sorted(rows)}
+        for split in ("val", "test"):
+            entry[f"{split}_mean"], entry[f"{split}_std"] = mean_std([r[split] for r in rows.values()])
+            shared = [s for s in rows if s in ref]
+            diff, low, high = paired_interval([rows[s][split] - ref[s][split] for s in shared])
+            entry[f"{split}_diff"], entry[f"{split}_diff_low"], entry[f"{split}_diff_high"] = diff, low, high
+            entry[f"{split}_diff_seeds"] = len(shared)
+            entry[f"{split}_per_seed"] = {str(s): r[split] for s, r in rows.items()}
+        entry["seconds_mean"], _ = mean_std([r["seconds"] for r in rows.values() if r["seconds"] is not None])
+        summary["variants"][variant] = entry
+    return summary
+
+
+def pct(value: float | None, signed: bool = False) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{100 * value:+.2f}" if signed else f"{100 * value:.2f}"
+
+
+def markdown(summary: dict, command: str) -> str:
+    reference = summary["reference"]
+    lines = [f"Linear-SVM accuracy in %, mean +- sample std over seeds {summary['seeds']}; differences are paired "
+             f"with {reference} on the same seed, with a 95 % t-interval over seeds ('*': the interval excludes 0).",
+             "", f"    {command}", "",
+             "| variant | runs | val | test | test - ref [95 % CI] | val - ref [95 % CI] | s / run |",
+             "|---|---|---|---|---|---|---|"]
+    for variant, e in summary["variants"].items():
+        def cell(split):
+            mean, std = e[f"{split}_mean"], e[f"{split}_std"]
+            return f"{pct(mean)} +- {pct(std)}" if std is not None else pct(mean)
+
+        def diff(split):
+            if variant == reference or e[f"{split}_diff"] is None:
+                return "-"
+            low, high = e[f"{split}_diff_low"], e[f"{split}_diff_high"]
+            star = "*" if low is not None and (low > 0 or high < 0) else ""
+            return f"{pct(e[f'{split}_diff'], True)} [{pct(low, True)}, {pct(high, True)}]{star}"
+
+        seconds = f"{e['seconds_mean']:.0f}" if e["seconds_mean"] is not None else "n/a"
+        lines.append(f"| {variant} | {e['runs']} | {cell('val')} | {cell('test')} | {diff('test')} | "
+                     f"{diff('val')} | {seconds} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(table: dict, summary: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = [v for v, rows in table.items() if rows]
+    if not variants:
+        return
+    columns = min(4, len(variants))
+    rows_n = math.ceil(len(variants) / columns)
+    figure, axes = plt.subplots(rows_n, columns, figsize=(3.6 * columns, 2.8 * rows_n), squeeze=False,
+                                sharey=True)
+    for axis, variant in zip(axes.flat, variants):
+        curves = [r["curves"] for r in table[variant].values() if r["curves"].get("step")]
+        for key, colour in (("weight_im", "tab:blue"), ("weight_cm", "tab:orange")):
+            usable = [c for c in curves if key in c]
+            if not usable:
+                continue
+            length = min(len(c[key]) for c in usable)
+            mean = np.mean([c[key][:length] for c in usable], axis=0)
+            axis.plot(usable[0]["step"][:length], mean, color=colour, label=key.replace("weight_", "w_"))
+        axis.set_title(variant, fontsize="small")
+        axis.set_xlabel("step")
+        axis.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize="small")
+    for axis in list(axes.flat)[len(variants):]:
+        axis.set_visible(False)
+    figure.tight_layout()
+    figure.savefig(out / "weights.png", dpi=100)
+    plt.close(figure)
+
+    figure, axis = plt.subplots(figsize=(max(6, 0.8 * len(variants) + 2), 4))
+    for x, variant in enumerate(variants):
+        values = [100 * r["test"] for r in table[variant].values()]
+        axis.scatter([x] * len(values), values, color="tab:gray", s=14, zorder=2)
+        entry = summary["variants"][variant]
+        if entry["test_mean"] is not None:
+            axis.errorbar(x + 0.15, 100 * entry["test_mean"], yerr=100 * (entry["test_std"] or 0), fmt="o",
+                          color="tab:red", capsize=4, zorder=3)
+    axis.set_xticks(range(len(variants)), variants, rotation=35, ha="right", fontsize="small")
+    axis.set_ylabel("test linear-SVM accuracy (%)")
+    axis.set_title("every seed (grey) and mean +- std (red)")
+    axis.grid(alpha=0.3, axis="y")
+    figure.tight_layout()
+    figure.savefig(out / "accuracy.png", dpi=100)
+    plt.close(figure)
+
+
+def report(out: Path, variants: dict, seeds: list[int], command: str) -> dict:
+    table = collect(out, variants, seeds)
+    summary = summarize(table, seeds)
+    summary["command"] = command
+    write_json(summary, out / "summary.json")
+    atomic_write_text(out / "summary.md", markdown(summary, command))
+    plot(table, summary, out)
+    return summary
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench.weighting_study", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="train.py config of every run (default: train.py's default)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), metavar="V")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], metavar="S")
+    parser.add_argument("--out", default="runs/weighting_study")
+    parser.add_argument("overrides", nargs="*", help="dotted config overrides for every run")
+    return parser.parse_args(argv)
+
+
+@exit_on_user_error
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    variants = parse_variants(args.variants)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = "python -m bench.weighting_study " + " ".join(argv if argv is not None else sys.argv[1:])
+    total = len(variants) * len(args.seeds)
+    number = 0
+    for seed in args.seeds:  # seed-major: an interrupted study has every variant on its first seeds
+        for variant, overrides in variants.items():
+            number += 1
+            directory = run_dir(out, variant, seed)
+            if finished(directory):
+                print(f"[{number}/{total}] {variant} seed {seed}: finished before, skipped", flush=True)
+                continue
+            print(f"[{number}/{total}] {variant} seed {seed} -> {directory}", flush=True)
+            try:
+                seconds = run_one(args.config, directory, seed, [*args.overrides, *overrides])
+            except SystemExit as stop:  # train.py printed its one-line error
+                print(f"[{number}/{total}] {variant} seed {seed}: failed (exit {stop.code}); left out", flush=True)
+                continue
+            print(f"[{number}/{total}] {variant} seed {seed}: {seconds:.0f} s", flush=True)
+            report(out, variants, args.seeds, command)
+    summary = report(out, variants, args.seeds, command)
+    print("\n" + (out / "summary.md").read_text())
+    print(f"written: {out / 'summary.md'}, {out / 'summary.json'}, {out / 'weights.png'}, {out / 'accuracy.png'}")
+    return summary
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    main()
