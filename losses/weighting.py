@@ -227,7 +227,8 @@ class UncertaintyWeighter(Weighter):
     """Homoscedastic uncertainty weighting (Kendall et al., CVPR 2018): total = sum_k exp(-s_k) L_k + s_k.
 
     s_k = log sigma_k^2 is learned with the model (init 0, so weights start at 1); its optimum for a
-    fixed L_k is s_k = log L_k. Put the objective's parameters in the optimiser, without weight decay.
+    fixed L_k is s_k = log L_k. The pretraining task puts them in a parameter group without weight decay
+    (tasks/pretrain.py), which would otherwise pull the weights towards 1.
     weights() reports exp(-s_k).
 
     Under DDP the gradient of s_k, 1 - exp(-s_k) L_k, would differ from rank to rank (each sees its own

@@ -8,14 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from engine.trainer import (EpochSampler, Evaluation, Trainer, TrainingDiverged, cosine_lr, resolve_device,
-                            setup_runtime)
+from engine.trainer import (EpochSampler, Evaluation, RunConfig, Trainer, TrainingDiverged, cosine_lr,
+                            resolve_device, setup_runtime)
 from utils.checkpoint import load_checkpoint_file
-from engine.trainer import RunConfig
 from utils.config import load_config
 from utils.errors import ConfigError
-
-
 
 class NoisyPoints(torch.utils.data.Dataset):
     """y = x . w + noise, with a per-(seed, epoch, item) random perturbation like the real datasets."""
@@ -54,7 +51,8 @@ class Regression(nn.Module):
 
 def make_cfg(tmp_path, *overrides):
     return load_config(None, [f"out={tmp_path}", "device=cpu", "optim.epochs=3", "optim.batch_size=16",
-                              "train.num_workers=0", "train.log_every=2", "optim.lr=0.01", *overrides], schema=RunConfig)
+                              "train.num_workers=0", "train.log_every=2", "optim.lr=0.01", *overrides],
+                       schema=RunConfig)
 
 
 def evaluation_for(dataset):
@@ -155,3 +153,35 @@ def test_asking_for_cuda_without_it_is_a_clear_error(monkeypatch):
     with pytest.raises(ConfigError, match="CUDA is not available"):
         resolve_device("cuda")
     assert resolve_device("auto").type == "cpu"
+
+
+class OwnBackward(Regression):
+    """A task that runs its own backward (as a gradient-based weighter does) and asks for parameter groups."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+        self.backward_calls = 0
+
+    def forward(self, batch):
+        out = super().forward(batch)
+        out["loss"] = out["loss"] * self.scale
+        return out
+
+    def backward_step(self, outputs, backward):
+        self.backward_calls += 1
+        backward(outputs["loss"], inputs=list(self.net.parameters()))  # the scale gets no gradient
+
+    def param_groups(self):
+        return [{"params": list(self.net.parameters())}, {"params": [self.scale], "weight_decay": 0.0}]
+
+
+def test_a_task_can_own_its_backward_and_its_parameter_groups(tmp_path):
+    cfg = make_cfg(tmp_path, "optim.weight_decay=0.5", "optim.epochs=1")
+    train_set, task = NoisyPoints(), OwnBackward()
+    trainer = Trainer(cfg, setup_runtime(cfg), task, train_set, evaluation_for(train_set), tmp_path)
+    assert [group["weight_decay"] for group in trainer.optimizer.param_groups] == [0.5, 0.0]
+    before = task.net[0].weight.detach().clone()
+    trainer.fit()
+    assert task.backward_calls == trainer.steps_per_epoch
+    assert task.scale.item() == 1.0 and not torch.equal(before, task.net[0].weight)
