@@ -126,7 +126,8 @@ class AdaCrossNetWeighter(Weighter):
 
 
 class ConvergenceWeighter(Weighter):
-    """Weights that follow each loss's recent convergence rate: the slower a loss converges, the more weight.
+    """Weights that follow each loss's recent convergence rate: by default the slower a loss converges, the
+    more weight (`direction="slower"`); `direction="faster"` gives more weight to the faster one instead.
 
     Each step:
       1. ema_k <- g * ema_k + (1 - g) * L_k  (g = loss_ema; ema starts at the first value, so no bias).
@@ -139,7 +140,8 @@ class ConvergenceWeighter(Weighter):
          has stopped improving; rate << 1: it is converging fast; rate > 1: it is getting worse.
       3. target = K * softmax(rate / temperature): as in DWA, weights sum to K, so the total stays on the
          scale of the unweighted sum (the learning rate keeps its meaning) and a loss whose rate is
-         closer to 1 (or above) gets more weight. The temperature sets the sensitivity: a rate gap of
+         closer to 1 (or above) gets more weight. With direction "faster" the target is
+         K * softmax(-rate / temperature): the loss that is shrinking fastest gets more. The temperature sets the sensitivity: a rate gap of
          `temperature` is a factor e between two weights. Rate gaps over a window of 200 steps are
          ~0.05-0.3 while losses still fall fast, hence the default of 0.1 (a gap of 0.14, e.g. 1% vs 0.2%
          decrease per 10 steps, gives weights 0.4 / 1.6).
@@ -151,13 +153,17 @@ class ConvergenceWeighter(Weighter):
     """
 
     def __init__(self, names: Sequence[str], *, temperature: PositiveFloat = 0.1, beta: Fraction = 0.95,
-                 window: PositiveInt = 200, warmup_steps: NonNegativeInt = 200, loss_ema: Fraction = 0.98):
+                 window: PositiveInt = 200, warmup_steps: NonNegativeInt = 200, loss_ema: Fraction = 0.98,
+                 direction: Annotated[str, OneOf("slower", "faster")] = "slower"):
         super().__init__(names)
+        if direction not in ("slower", "faster"):
+            raise ValueError(f"direction must be 'slower' or 'faster', got {direction!r}")
         if warmup_steps < window:
             raise ValueError(f"warmup_steps ({warmup_steps}) must be >= window ({window}): a rate needs a "
                              f"full window of history")
         self.temperature, self.beta, self.loss_ema = temperature, beta, loss_ema
         self.window, self.warmup_steps = window, warmup_steps
+        self.sign = 1.0 if direction == "slower" else -1.0
         k = len(self.names)
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
         self.register_buffer("ema", torch.zeros(k, dtype=torch.float64))
@@ -177,7 +183,7 @@ class ConvergenceWeighter(Weighter):
         if step <= self.warmup_steps:
             return
         rate = self.ema / old.clamp_min(1e-12)
-        target = len(self.names) * torch.softmax(rate / self.temperature, dim=0)
+        target = len(self.names) * torch.softmax(self.sign * rate / self.temperature, dim=0)
         self.w.mul_(self.beta).add_((1 - self.beta) * target)
         self.w.mul_(len(self.names) / self.w.sum())
 

@@ -121,6 +121,25 @@ def test_convergence_gives_the_slower_loss_more_weight_and_follows_a_swap():
     assert np.isfinite(totals).all()
 
 
+def test_convergence_faster_gives_the_faster_loss_more_weight_and_follows_a_swap():
+    slower, _ = feed(build_weighter({"name": "convergence"}, NAMES), swap_curves(3000))
+    faster, totals = feed(build_weighter({"name": "convergence", "direction": "faster"}, NAMES), swap_curves(3000))
+    np.testing.assert_allclose(faster.sum(axis=1), 2.0, atol=1e-9)
+    assert faster[1400, 0] > 1.4 > 0.6 > faster[1400, 1]  # im converges fast: more weight
+    assert faster[2900, 1] > 1.4 > 0.6 > faster[2900, 0]  # after the swap cm is the fast one
+    np.testing.assert_allclose(faster, slower[:, ::-1], atol=1e-9)  # two losses: the mirror image
+    assert np.isfinite(totals).all()
+
+
+def test_convergence_faster_on_exp_curves():
+    # While L_im still falls fast (t ~ 200) it gets more weight; once it has flattened, L_cm does.
+    weighter = build_weighter({"name": "convergence", "window": 50, "warmup_steps": 100, "direction": "faster"},
+                              NAMES)
+    weights, _ = feed(weighter, exp_curves(1500))
+    assert weights[199, 0] > 1.5
+    assert weights[1499, 1] > 1.05
+
+
 def test_convergence_on_exp_curves_tracks_the_current_rate():
     # While L_im still falls fast (t ~ 200) L_cm is the slower one and gets more weight. Once L_im has
     # flattened (t >~ 300) its rate is ~1 while L_cm keeps falling: L_im is now the slower, and gets more.
@@ -347,6 +366,7 @@ def test_build_weighter_errors():
         ({"name": "convergence", "window": 300, "warmup_steps": 100}, "warmup_steps"),
         ({"name": "convergence", "temperature": 0}, "temperature"),
         ({"name": "convergence", "window": 0}, "window"),
+        ({"name": "convergence", "direction": "sideways"}, "direction"),
         ({"name": "dwa", "temperature": -1}, "temperature"),
         ({"name": "gradnorm", "alpha": -0.5}, "alpha"),
         ({"name": "gradnorm", "lr": 0}, "lr"),
