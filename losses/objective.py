@@ -58,7 +58,9 @@ class PretrainObjective(nn.Module):
             gather=self.gather,
         )
         loss = self.weighter({"im": loss_im, "cm": loss_cm})
-        weights = self.weighter.current().detach().to(loss)
+        # A copy: a weighter may update its weights in place in backward_step, and the logged ones are those
+        # this step applied.
+        weights = self.weighter.current().detach().to(loss, copy=True)
         return {
             "loss": loss,
             "loss_im": loss_im,

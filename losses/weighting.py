@@ -5,10 +5,13 @@ Every weighter is an nn.Module with the same small interface:
     total = weighter({"im": loss_im, "cm": loss_cm})   # in train() mode this also updates its state
     weighter.end_epoch()                                # only DWA does anything here
     weighter.weights()                                  # {"im": 1.02, "cm": 0.98}, for logging
+    weighter.attach({"head": [W], "encoder": [W']})     # the task's shared layers, once, at build time
+    weighter.backward_step(total, backward)             # the trainer's backward pass, through the weighter
 
 In training mode `forward` first updates the state from the DETACHED loss values of this step, averaged
 over ranks when distributed (so every rank keeps identical weights), then returns sum_k w_k * L_k with the
-updated weights. In eval mode it only combines. All state lives in buffers (or, for `uncertainty`, a
+updated weights (`gradnorm` instead updates in `backward_step`, where it has the gradients). In eval mode it
+only combines. All state lives in buffers (or, for `uncertainty`, a
 parameter), so it is saved with `state_dict()` and a resumed run continues bit-exactly. Keep a weighter on
 the same device as the losses (`objective.to(device)`).
 
@@ -23,7 +26,8 @@ from typing import Annotated
 import torch
 from torch import nn
 
-from utils.config import Fraction, NonNegativeInt, PositiveFloat, PositiveInt, Range, build_part
+from utils.config import (Fraction, NonNegativeFloat, NonNegativeInt, OneOf, PositiveFloat, PositiveInt, Range,
+                          build_part)
 from utils.distributed import all_reduce_mean
 
 class Weighter(nn.Module):
@@ -51,6 +55,10 @@ class Weighter(nn.Module):
 
     def end_epoch(self) -> None:
         """Called by the trainer after each epoch."""
+
+    def attach(self, shared_layers: Mapping[str, Sequence[torch.Tensor]]) -> None:
+        """Called once by the task with the parameters of the layers both losses share, by name ("head",
+        "encoder"). A weighter that needs the gradients of a shared layer keeps the one it is configured for."""
 
     def backward_step(self, total: torch.Tensor, backward) -> None:
         """Back-propagate this step's `total` with `backward(tensor, inputs=None)` (the trainer's, which knows
@@ -118,7 +126,8 @@ class AdaCrossNetWeighter(Weighter):
 
 
 class ConvergenceWeighter(Weighter):
-    """Weights that follow each loss's recent convergence rate: the slower a loss converges, the more weight.
+    """Weights that follow each loss's recent convergence rate: by default the slower a loss converges, the
+    more weight (`direction="slower"`); `direction="faster"` gives more weight to the faster one instead.
 
     Each step:
       1. ema_k <- g * ema_k + (1 - g) * L_k  (g = loss_ema; ema starts at the first value, so no bias).
@@ -131,7 +140,8 @@ class ConvergenceWeighter(Weighter):
          has stopped improving; rate << 1: it is converging fast; rate > 1: it is getting worse.
       3. target = K * softmax(rate / temperature): as in DWA, weights sum to K, so the total stays on the
          scale of the unweighted sum (the learning rate keeps its meaning) and a loss whose rate is
-         closer to 1 (or above) gets more weight. The temperature sets the sensitivity: a rate gap of
+         closer to 1 (or above) gets more weight. With direction "faster" the target is
+         K * softmax(-rate / temperature): the loss that is shrinking fastest gets more. The temperature sets the sensitivity: a rate gap of
          `temperature` is a factor e between two weights. Rate gaps over a window of 200 steps are
          ~0.05-0.3 while losses still fall fast, hence the default of 0.1 (a gap of 0.14, e.g. 1% vs 0.2%
          decrease per 10 steps, gives weights 0.4 / 1.6).
@@ -143,13 +153,17 @@ class ConvergenceWeighter(Weighter):
     """
 
     def __init__(self, names: Sequence[str], *, temperature: PositiveFloat = 0.1, beta: Fraction = 0.95,
-                 window: PositiveInt = 200, warmup_steps: NonNegativeInt = 200, loss_ema: Fraction = 0.98):
+                 window: PositiveInt = 200, warmup_steps: NonNegativeInt = 200, loss_ema: Fraction = 0.98,
+                 direction: Annotated[str, OneOf("slower", "faster")] = "slower"):
         super().__init__(names)
+        if direction not in ("slower", "faster"):
+            raise ValueError(f"direction must be 'slower' or 'faster', got {direction!r}")
         if warmup_steps < window:
             raise ValueError(f"warmup_steps ({warmup_steps}) must be >= window ({window}): a rate needs a "
                              f"full window of history")
         self.temperature, self.beta, self.loss_ema = temperature, beta, loss_ema
         self.window, self.warmup_steps = window, warmup_steps
+        self.sign = 1.0 if direction == "slower" else -1.0
         k = len(self.names)
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
         self.register_buffer("ema", torch.zeros(k, dtype=torch.float64))
@@ -169,7 +183,7 @@ class ConvergenceWeighter(Weighter):
         if step <= self.warmup_steps:
             return
         rate = self.ema / old.clamp_min(1e-12)
-        target = len(self.names) * torch.softmax(rate / self.temperature, dim=0)
+        target = len(self.names) * torch.softmax(self.sign * rate / self.temperature, dim=0)
         self.w.mul_(self.beta).add_((1 - self.beta) * target)
         self.w.mul_(len(self.names) / self.w.sum())
 
@@ -258,12 +272,106 @@ class UncertaintyWeighter(Weighter):
         return torch.exp(-self.log_vars.detach())
 
 
+class GradNormWeighter(Weighter):
+    """GradNorm (Chen et al., ICML 2018): learned weights that balance the gradient norms the losses put on a
+    shared layer W, pulled towards equal training rates.
+
+    Each training step, with the weights w_k the forward applied and g_k = ||grad_W L_k||_2:
+      G_k = w_k g_k;  r_k = (L_k / L_k(0)) / mean_j (L_j / L_j(0)), L_k(0) the first step's value (the loss
+      that has trained least has the largest r_k);  target_k = mean(G) * r_k^alpha, held constant;
+      L_grad = sum_k |G_k - target_k|, whose gradient in w_k is sign(G_k - target_k) * g_k (G_k is linear in
+      w_k, so the g_k need no second-order graph).
+    The weights take one Adam step on L_grad (betas 0.9 / 0.999, eps 1e-8; its moments live in buffers, so a
+    resumed run continues bit-exactly), are kept positive and renormalised to sum to K. Adam rather than a
+    plain gradient step because the size of g_k depends on the layer and the loss: with Adam a weight moves by
+    about `lr` per step whatever that size. The network gets the gradient of sum_k w_k L_k, weights detached.
+
+    `alpha` is the restoring force: 0 equalises the gradient norms, a larger value pulls harder towards equal
+    training rates; 1.5 is the middle of the range (0.12 to 3) the paper reports. `layer` names the shared
+    layer: the last layer of the point projection head (cheap: one matmul from the loss) or of the point
+    encoder; the task hands both over with `attach`.
+
+    The state advances in `backward_step`, not in `forward`: a forward without it changes nothing.
+    Under torchrun the losses and the g_k are averaged over ranks (one all_reduce), so every rank keeps the
+    same weights. The g_k are norms of each rank's own gradient (autograd.grad sees no DDP averaging), so
+    their mean approximates the norm of the averaged gradient from above. The g_k come from the unscaled
+    losses: under fp16 autocast they may underflow, so the supported precisions are fp32 and bf16 (the
+    pretraining task refuses fp16 with gradnorm).
+    """
+
+    # Negative weights would make the network ascend a loss; a weight at the floor still recovers, since
+    # its G_k = 0 sits below any positive target.
+    min_weight = 1e-6
+    betas = (0.9, 0.999)
+    eps = 1e-8
+
+    def __init__(self, names: Sequence[str], *, alpha: NonNegativeFloat = 1.5, lr: PositiveFloat = 1e-3,
+                 layer: Annotated[str, OneOf("head", "encoder")] = "head"):
+        super().__init__(names)
+        self.alpha, self.lr, self.layer = alpha, lr, layer
+        k = len(self.names)
+        self.register_buffer("step", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("initial", torch.zeros(k, dtype=torch.float64))  # L_k(0)
+        self.register_buffer("w", torch.ones(k, dtype=torch.float64))
+        self.register_buffer("adam_m", torch.zeros(k, dtype=torch.float64))
+        self.register_buffer("adam_v", torch.zeros(k, dtype=torch.float64))
+        self.shared: list[torch.Tensor] = []
+        self.pending: torch.Tensor | None = None  # this step's losses, graph attached, until backward_step
+
+    def attach(self, shared_layers: Mapping[str, Sequence[torch.Tensor]]) -> None:
+        self.shared = list(shared_layers[self.layer])
+
+    def forward(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        values = self._stack(losses)
+        self.pending = values if self.training else None
+        # A copy: autograd keeps the factor for the backward pass, and backward_step updates w in place first.
+        return (self.w.to(values, copy=True) * values).sum()
+
+    def backward_step(self, total: torch.Tensor, backward) -> None:
+        values, self.pending = self.pending, None
+        if values is not None:
+            if not self.shared:
+                raise RuntimeError("gradnorm: no shared layer attached; the task must call attach() at build time")
+            # Before backward(total), which frees the graph.
+            norms = torch.stack([self._grad_norm(values[k]) for k in range(len(self.names))])
+            observed = all_reduce_mean(torch.cat([values.detach().to(torch.float64), norms]))
+            observed = observed.to(self.w.device)
+            self.update_weights(observed[: len(self.names)], observed[len(self.names):])
+        backward(total)
+
+    def _grad_norm(self, loss: torch.Tensor) -> torch.Tensor:
+        grads = torch.autograd.grad(loss, self.shared, retain_graph=True)
+        return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.to(torch.float64)) for g in grads]))
+
+    def update_weights(self, losses: torch.Tensor, norms: torch.Tensor) -> None:
+        """One GradNorm step from the (K,) rank-averaged loss values and gradient norms g_k, in float64."""
+        self.step += 1
+        self.initial.copy_(torch.where(self.step == 1, losses, self.initial))  # no host sync to test the step
+        ratio = losses / self.initial.clamp_min(1e-12)
+        rate = ratio / ratio.mean()
+        weighted = self.w * norms  # G_k
+        target = weighted.mean() * rate.pow(self.alpha)
+        grad = torch.sign(weighted - target) * norms
+        beta1, beta2 = self.betas
+        self.adam_m.mul_(beta1).add_((1 - beta1) * grad)
+        self.adam_v.mul_(beta2).add_((1 - beta2) * grad * grad)
+        step = self.step.to(torch.float64)  # float ** int64 tensor would be float32
+        m_hat = self.adam_m / (1 - beta1**step)
+        v_hat = self.adam_v / (1 - beta2**step)
+        self.w.sub_(self.lr * m_hat / (v_hat.sqrt() + self.eps)).clamp_(min=self.min_weight)
+        self.w.mul_(len(self.names) / self.w.sum())
+
+    def current(self) -> torch.Tensor:
+        return self.w
+
+
 WEIGHTERS = {
     "static": StaticWeighter,
     "adacrossnet": AdaCrossNetWeighter,
     "convergence": ConvergenceWeighter,
     "dwa": DWAWeighter,
     "uncertainty": UncertaintyWeighter,
+    "gradnorm": GradNormWeighter,
 }
 
 

@@ -57,6 +57,7 @@ class ContrastivePretraining(nn.Module):
     def __init__(self, model: nn.Module, objective: PretrainObjective):
         super().__init__()
         self.model, self.objective = model, objective
+        objective.weighter.attach({"head": last_weight(model.point_head), "encoder": last_weight(model.point_encoder)})
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         return self.objective(self.model(batch["points1"], batch["points2"], batch["image"], batch.get("gray")))
@@ -76,6 +77,12 @@ class ContrastivePretraining(nn.Module):
     @property
     def encoder(self) -> nn.Module:
         return self.model.point_encoder
+
+
+def last_weight(module: nn.Module) -> list[torch.Tensor]:
+    """The weight of `module`'s last layer: its last parameter of two or more dimensions (our models register
+    their layers in the order they run; BatchNorm parameters are vectors)."""
+    return [[p for p in module.parameters() if p.dim() >= 2][-1]]
 
 
 class SvmMonitor:
@@ -116,5 +123,8 @@ def build_pretraining(cfg, runtime: Runtime) -> tuple[ContrastivePretraining, Sh
     objective = build_objective(cfg.loss, cfg.weighting, distributed=runtime.world_size > 1)
     if cfg.loss.cross_modal == "stacked" and not model_cfg.gray_branch:
         raise ConfigError("loss.cross_modal=stacked needs model.gray_branch=true (or set loss.cross_modal=mean)")
+    if cfg.weighting.name == "gradnorm" and runtime.amp_dtype == torch.float16:
+        raise ConfigError("weighting.name=gradnorm takes the gradients of the unscaled losses, which can underflow "
+                          "in fp16: use train.amp=bf16 or none")
     module = ContrastivePretraining(build_model(model_cfg), objective)
     return module, train_set, SvmMonitor(cfg.data.root, cfg.monitor, runtime)

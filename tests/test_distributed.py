@@ -18,6 +18,7 @@ NAMES = ("im", "cm")
 WEIGHTER_CONFIGS = {name: {"name": name} for name in WEIGHTERS}
 WEIGHTER_CONFIGS["convergence"] = {"name": "convergence", "window": 10, "warmup_steps": 20}
 WEIGHTER_CONFIGS["static"] = {"name": "static", "weights": [0.5, 1.5]}
+WEIGHTER_CONFIGS["gradnorm"] = {"name": "gradnorm", "lr": 0.01}
 
 
 def full_batch():
@@ -33,17 +34,22 @@ def rank_losses(step, rank):
 
 
 def run_weighter(cfg, losses_for_step, epoch_steps=15):
-    """Train-mode steps (SGD for learnable weighters); the final state_dict and the weights after each step."""
+    """Train-mode steps through backward_step (SGD for learnable weighters); each loss has a gradient of norm
+    = its value on a shared leaf (for gradnorm). The final state_dict and the weights after each step."""
     weighter = build_weighter(cfg, NAMES)
+    shared = torch.zeros(2, requires_grad=True)
+    weighter.attach({"head": [shared], "encoder": [shared]})
     params = list(weighter.parameters())
     optimiser = torch.optim.SGD(params, lr=0.05) if params else None
     history = []
     for step in range(1, STEPS + 1):
         values = losses_for_step(step)
-        total = weighter({name: torch.tensor(v, dtype=torch.float32) for name, v in zip(NAMES, values)})
+        delta = shared[0] - shared[0].detach()  # exactly 0, gradient e_0
+        total = weighter({name: torch.tensor(v, dtype=torch.float32) * (1 + delta) for name, v in zip(NAMES, values)})
         if optimiser is not None:
             optimiser.zero_grad()
-            total.backward()
+        weighter.backward_step(total, lambda tensor, inputs=None: tensor.backward(inputs=inputs))
+        if optimiser is not None:
             optimiser.step()
         history.append(list(weighter.weights().values()))
         if step % epoch_steps == 0:

@@ -108,3 +108,31 @@ def test_build_objective_defaults_and_errors():
     assert not build_objective({"gather_negatives": True}, {"name": "static"}).gather  # e.g. world_size == 1
     with pytest.raises(ConfigError, match="weighting.name"):
         build_objective({}, {"name": "nosuch"})
+
+
+def test_pretraining_with_gradnorm_moves_the_weights_and_keeps_their_sum():
+    from models.build import build_model
+    from tasks.pretrain import ContrastivePretraining
+
+    torch.manual_seed(0)
+    model = build_model({"name": "adacrossnet", "point_backbone": {"name": "pointnet", "emb_dims": 16},
+                         "image_encoder": {"name": "resnet18"}, "proj_dim": 8, "image_hidden": 8})
+    for layer, expected in (("head", model.point_head[3].weight),
+                            ("encoder", model.point_encoder.layers[-1].conv.weight)):
+        task = ContrastivePretraining(model, build_objective({}, {"name": "gradnorm", "layer": layer, "lr": 0.05}))
+        assert task.objective.weighter.shared == [expected]
+    optimiser = torch.optim.SGD(task.parameters(), lr=0.01)
+    g = torch.Generator().manual_seed(1)
+    batch = {"points1": torch.randn(4, 32, 3, generator=g), "points2": torch.randn(4, 32, 3, generator=g),
+             "image": torch.randn(4, 3, 32, 32, generator=g), "gray": torch.randn(4, 1, 32, 32, generator=g)}
+    applied = []
+    for _ in range(3):
+        out = task(batch)
+        optimiser.zero_grad()
+        task.backward_step(out, lambda tensor, inputs=None: tensor.backward(inputs=inputs))
+        optimiser.step()
+        applied.append((out["weight_im"].item(), out["weight_cm"].item()))
+        assert all(p.grad is not None for p in task.model.point_encoder.parameters())
+    weights = list(task.objective.weighter.weights().values())
+    assert applied[0] == (1.0, 1.0) and applied[1] != (1.0, 1.0) and weights != list(applied[-1])
+    assert abs(sum(weights) - 2) < 1e-12 and weights[0] != 1.0

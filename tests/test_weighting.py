@@ -28,18 +28,30 @@ def swap_curves(steps, noise=0.02, seed=0, rates=(1e-3, 2e-4)):
     return clean * (1 + noise * np.random.default_rng(seed).standard_normal(clean.shape))
 
 
-def losses_at(row):
-    return {name: torch.tensor(float(v)) for name, v in zip(NAMES, row)}
+def losses_at(row, shared=None):
+    """The row's loss values; with a `shared` leaf, each loss also has a gradient on it of norm = its value."""
+    if shared is None:
+        return {name: torch.tensor(float(v)) for name, v in zip(NAMES, row)}
+    delta = shared[0] - shared[0].detach()  # exactly 0, gradient e_0
+    return {name: torch.tensor(float(v)) * (1 + delta) for name, v in zip(NAMES, row)}
+
+
+def backward(tensor, inputs=None):
+    tensor.backward(inputs=inputs)
 
 
 def feed(weighter, curves, epoch_steps=None, optimiser=None):
-    """Train-mode forward on every row; returns (weights (steps, K), totals (steps,))."""
+    """Train-mode forward + backward_step on every row (the losses share a leaf, attached to the weighter as
+    both layers); returns (weights (steps, K), totals (steps,))."""
+    shared = torch.zeros(3, requires_grad=True)
+    weighter.attach({"head": [shared], "encoder": [shared]})
     weights, totals = [], []
     for step, row in enumerate(curves, start=1):
-        total = weighter(losses_at(row))
+        total = weighter(losses_at(row, shared))
         if optimiser is not None:
             optimiser.zero_grad()
-            total.backward()
+        weighter.backward_step(total, backward)
+        if optimiser is not None:
             optimiser.step()
         weights.append([weighter.weights()[n] for n in NAMES])
         totals.append(total.item())
@@ -107,6 +119,25 @@ def test_convergence_gives_the_slower_loss_more_weight_and_follows_a_swap():
     assert weights[2900, 0] > 1.4 > 0.6 > weights[2900, 1]  # after the swap im is the slow one
     assert weights[:, 0].std() > 0.3  # not a constant
     assert np.isfinite(totals).all()
+
+
+def test_convergence_faster_gives_the_faster_loss_more_weight_and_follows_a_swap():
+    slower, _ = feed(build_weighter({"name": "convergence"}, NAMES), swap_curves(3000))
+    faster, totals = feed(build_weighter({"name": "convergence", "direction": "faster"}, NAMES), swap_curves(3000))
+    np.testing.assert_allclose(faster.sum(axis=1), 2.0, atol=1e-9)
+    assert faster[1400, 0] > 1.4 > 0.6 > faster[1400, 1]  # im converges fast: more weight
+    assert faster[2900, 1] > 1.4 > 0.6 > faster[2900, 0]  # after the swap cm is the fast one
+    np.testing.assert_allclose(faster, slower[:, ::-1], atol=1e-9)  # two losses: the mirror image
+    assert np.isfinite(totals).all()
+
+
+def test_convergence_faster_on_exp_curves():
+    # While L_im still falls fast (t ~ 200) it gets more weight; once it has flattened, L_cm does.
+    weighter = build_weighter({"name": "convergence", "window": 50, "warmup_steps": 100, "direction": "faster"},
+                              NAMES)
+    weights, _ = feed(weighter, exp_curves(1500))
+    assert weights[199, 0] > 1.5
+    assert weights[1499, 1] > 1.05
 
 
 def test_convergence_on_exp_curves_tracks_the_current_rate():
@@ -205,6 +236,76 @@ def test_uncertainty_total_and_gradients():
         )
 
 
+# ---- gradnorm --------------------------------------------------------------------------------------------
+
+
+def test_gradnorm_matches_a_step_computed_by_hand():
+    # W 2x2 is the shared layer; L_1 = ||W a||^2 and L_2 = 3 ||W b||^2; the network takes SGD steps on W.
+    a, b = np.array([1.0, 2.0]), np.array([-1.0, 0.5])
+    w0 = np.array([[0.5, -0.3], [0.8, 0.2]])
+    alpha, lr, net_lr = 1.5, 0.1, 0.05
+    weighter = build_weighter({"name": "gradnorm", "alpha": alpha, "lr": lr}, NAMES)
+    W = torch.tensor(w0, requires_grad=True)
+    weighter.attach({"head": [W], "encoder": []})
+    ta, tb = torch.tensor(a), torch.tensor(b)
+
+    Wn, w, m, v, initial = w0.copy(), np.ones(2), np.zeros(2), np.zeros(2), None
+    for step in range(1, 4):
+        total = weighter({"im": (W @ ta).square().sum(), "cm": 3 * (W @ tb).square().sum()})
+        weighter.backward_step(total, backward)
+        with torch.no_grad():
+            W -= net_lr * W.grad
+            W.grad = None
+
+        losses = np.array([np.sum((Wn @ a) ** 2), 3 * np.sum((Wn @ b) ** 2)])
+        grads = [2 * np.outer(Wn @ a, a), 6 * np.outer(Wn @ b, b)]
+        g = np.array([np.linalg.norm(grad) for grad in grads])
+        initial = losses if initial is None else initial
+        ratio = losses / initial
+        r = ratio / ratio.mean()
+        G = w * g
+        target = G.mean() * r**alpha
+        grad_w = np.sign(G - target) * g
+        m = 0.9 * m + 0.1 * grad_w
+        v = 0.999 * v + 0.001 * grad_w**2
+        new_w = w - lr * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-8)
+        new_w = 2 * new_w / new_w.sum()
+        Wn = Wn - net_lr * (w[0] * grads[0] + w[1] * grads[1])  # the network saw this step's weights
+        w = new_w
+        np.testing.assert_allclose([weighter.weights()[n] for n in NAMES], w, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(W.detach().numpy(), Wn, rtol=0, atol=1e-12)
+    assert abs(w[0] - 1) > 0.1  # it did move
+
+
+def test_gradnorm_gives_weight_to_the_loss_that_has_trained_least():
+    # Equal gradient norms; L_im halves while L_cm stays: r_cm > r_im, so w_cm grows and w_im shrinks.
+    weighter = build_weighter({"name": "gradnorm", "lr": 0.01}, NAMES)
+    shared = torch.zeros(2, requires_grad=True)
+    weighter.attach({"head": [shared], "encoder": []})
+    history = []
+    for step in range(50):
+        delta = shared[0] - shared[0].detach()
+        values = {"im": torch.tensor(0.5 ** (step / 10)) + delta, "cm": torch.tensor(1.0) + delta}
+        weighter.backward_step(weighter(values), backward)
+        history.append(weighter.weights()["cm"])
+    assert history[-1] > 1.2 and all(x <= y for x, y in zip(history, history[1:]))
+    assert abs(sum(weighter.weights().values()) - 2) < 1e-12
+
+
+def test_gradnorm_changes_nothing_without_backward_step_or_in_eval():
+    weighter = build_weighter({"name": "gradnorm"}, NAMES)
+    state = copy.deepcopy(weighter.state_dict())
+    weighter({"im": torch.tensor(1.0), "cm": torch.tensor(2.0)})  # no backward_step
+    weighter.eval()
+    total = weighter({"im": torch.tensor(1.0), "cm": torch.tensor(2.0)})
+    weighter.backward_step(total, lambda t, inputs=None: None)  # eval: no update, no attach needed
+    assert total.item() == 3.0 and all(torch.equal(state[k], v) for k, v in weighter.state_dict().items())
+    weighter.train()
+    weighter({"im": torch.tensor(1.0), "cm": torch.tensor(2.0)})
+    with pytest.raises(RuntimeError, match="attach"):
+        weighter.backward_step(total, backward)
+
+
 # ---- all weighters ---------------------------------------------------------------------------------------
 
 CONFIGS = {
@@ -213,6 +314,7 @@ CONFIGS = {
     "convergence": {"window": 20, "warmup_steps": 40},
     "dwa": {},
     "uncertainty": {},
+    "gradnorm": {"lr": 0.01},
 }
 
 
@@ -264,7 +366,11 @@ def test_build_weighter_errors():
         ({"name": "convergence", "window": 300, "warmup_steps": 100}, "warmup_steps"),
         ({"name": "convergence", "temperature": 0}, "temperature"),
         ({"name": "convergence", "window": 0}, "window"),
+        ({"name": "convergence", "direction": "sideways"}, "direction"),
         ({"name": "dwa", "temperature": -1}, "temperature"),
+        ({"name": "gradnorm", "alpha": -0.5}, "alpha"),
+        ({"name": "gradnorm", "lr": 0}, "lr"),
+        ({"name": "gradnorm", "layer": "image"}, "layer"),
         ({"name": "static", "wieghts": 1}, "unknown key"),
         ({}, "needs a name"),
     ]
