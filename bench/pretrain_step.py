@@ -29,6 +29,8 @@ one backward over the whole graph; the autograd engine is only entered three tim
 Peak memory: what the training steps (warm-up included, so Adam's state counts) add at their peak over what
 was allocated before them (parameters and the input batch). CUDA: torch.cuda.max_memory_allocated. CPU: the
 increase of the process's peak resident set (ru_maxrss), an upper bound, as the allocator keeps freed memory.
+On the CPU the process CPU time per step is printed too: with --threads 1 it is nearly independent of other
+jobs on the machine, while wall time on a loaded machine is not.
 
 `--loader W --data-root DIR` also times the ShapeNetRender DataLoader (W workers, the same batch, image size,
 points and grayscale setting; bench.loader's method) and projects one epoch of the 43,783 ShapeNetRender
@@ -165,8 +167,9 @@ def worker(args) -> dict:
         torch.cuda.reset_peak_memory_stats()
     else:
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    rows = []
+    rows, cpu_times = [], []
     for i in range(args.warmup + args.steps):
+        cpu_start = time.process_time()
         clock = Clock(device, len(PARTS))
         timed = i >= args.warmup
         # sync-debug: every CUDA call that waits for the device raises, inside the timed steps
@@ -182,6 +185,7 @@ def worker(args) -> dict:
             torch.cuda.synchronize()
         if timed:
             rows.append(clock.seconds())
+            cpu_times.append(time.process_time() - cpu_start)
     peak = (torch.cuda.max_memory_allocated() if cuda
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) - base
     totals = [sum(row) for row in rows]
@@ -190,6 +194,7 @@ def worker(args) -> dict:
         "parts_s": [statistics.median(column) for column in zip(*rows)],
         "step_s": statistics.median(totals),
         "steps_s": totals,
+        "cpu_s": statistics.median(cpu_times),
         "peak_bytes": peak,
         "params": sum(p.numel() for p in model.parameters()),
         "amp": args.amp if ours else "none",
@@ -244,7 +249,11 @@ def print_report(args, rows: dict) -> dict:
     memory = "CUDA max_memory_allocated" if cuda else "CPU peak RSS increase"
     for name, row in rows.items():
         print(f"  {name:9s} {args.batch / row['step_s']:8.1f} samples/s, {row['peak_bytes'] / 2**20:9.1f} MiB peak "
-              f"({memory}), steps {', '.join(f'{1000 * t:.0f}' for t in row['steps_s'])} ms")
+              f"({memory}), steps {', '.join(f'{1000 * t:.0f}' for t in row['steps_s'])} ms"
+              + ("" if cuda else f", process CPU time {1000 * row['cpu_s']:.0f} ms/step"))
+    if not cuda and baseline:
+        # with one thread, CPU time per step hardly depends on what else runs on the machine; wall time does
+        print(f"  process CPU time ratio ours/baseline: {ours['cpu_s'] / baseline['cpu_s']:.3f}x")
     summary = {"step_s": ours["step_s"], "samples_per_s": args.batch / ours["step_s"], "peak_bytes": ours["peak_bytes"]}
     text = f"ours {1000 * ours['step_s']:.1f} ms/step, {summary['samples_per_s']:.1f} samples/s"
     if baseline:

@@ -6,8 +6,8 @@ on the CPU, those conversions are patched to raise while a few training steps ru
 so are the ops whose output size depends on tensor values (CUDA reads that size on the host): boolean-mask
 indexing, nonzero, masked_select, unique, bincount. The one exception is Adam's step counter, which torch keeps
 on the host on purpose (a CPU tensor even for CUDA parameters), so reading it costs no sync. Syncs inside
-other C++ ops are not visible from here; `python -m bench.pretrain_step --sync-debug` checks the same step on
-a GPU with torch.cuda.set_sync_debug_mode("error").
+other C++ ops are not visible from here; on a GPU the last test (and `python -m bench.pretrain_step
+--sync-debug` at full size) runs the step under torch.cuda.set_sync_debug_mode("error"), which sees them all.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from losses.objective import PretrainObjective
-from losses.weighting import WEIGHTERS, build_weighter
+from losses.weighting import WEIGHTERS
 from models.adacrossnet import AdaCrossNet
 from models.common import image_projection_head, point_projection_head
 from models.dgcnn import DGCNN
@@ -69,7 +69,7 @@ def build(weighting: str):
     model = AdaCrossNet(DGCNN(k=4, emb_dims=32), point_projection_head(64, 32, 16),
                         ImageEncoder("resnet18"), image_projection_head(512, 32, 16),
                         ImageEncoder("resnet18", in_channels=1), image_projection_head(512, 32, 16))
-    objective = PretrainObjective(weighter=build_weighter({"name": weighting, **WEIGHTING[weighting]}, ("im", "cm")))
+    objective = PretrainObjective(weighter=WEIGHTERS[weighting](PretrainObjective.names, **WEIGHTING[weighting]))
     optimizer = torch.optim.Adam([*model.parameters(), *objective.parameters()], lr=1e-3)
     return model, objective, optimizer
 
@@ -98,3 +98,28 @@ def test_pretraining_steps_never_read_device_values(monkeypatch, weighting):
     if weighting == "convergence":
         assert int(objective.weighter.step) == STEPS > 3  # the weights moved after the warm-up
         assert not torch.equal(objective.weighter.current(), torch.ones(2, dtype=torch.float64))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("weighting", sorted(WEIGHTING))
+def test_pretraining_steps_on_cuda_never_sync(weighting):
+    """The same steps on a GPU under bf16 autocast, with every synchronising CUDA call turned into an error
+    (after a first step, in which Adam creates its state)."""
+    model, objective, optimizer = build(weighting)
+    model.cuda().train(), objective.cuda().train()
+    g = torch.Generator().manual_seed(1)
+    host = (torch.rand(3, 24, 3, generator=g), torch.rand(3, 24, 3, generator=g),
+            torch.randn(3, 3, 32, 32, generator=g), torch.randn(3, 1, 32, 32, generator=g))
+    batch = [t.pin_memory().cuda(non_blocking=True) for t in host]
+    for step in range(STEPS):
+        if step == 1:
+            torch.cuda.set_sync_debug_mode("error")
+        try:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                out = objective(model(*batch))
+            optimizer.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            optimizer.step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(out["loss"]).item()
