@@ -14,7 +14,8 @@
 # any check failed, 2 without CUDA): synthetic data; the CUDA tests; bf16 pretraining for one epoch, then
 # resumed to two; a one-process torchrun on NCCL; bench.encoder on CUDA with bf16; bench.pretrain_step at
 # the published size with the loader projection; the same step under torch.cuda.set_sync_debug_mode('error').
-# The commands sit in variables below, so that a change of train.py's options is a one-line edit here.
+# The commands sit in variables below, so that a change of train.py's options is a one-line edit here. The
+# timeouts add up to 475 s.
 set -u
 cd "$(dirname "$0")/.."
 
@@ -103,12 +104,15 @@ check() {
     log="$OUT/$(printf '%02d' $((${#NAMES[@]} + 1)))-${name// /-}.log"
     echo "== $name (at most ${limit} s): $command"
     local start=$SECONDS
-    timeout --kill-after=10 "$limit" bash -c "$command" >"$log" 2>&1
+    timeout --kill-after=5 "$limit" bash -c "$command" >"$log" 2>&1
     local rc=$? status=PASS figure_text
     if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
         status=FAIL; figure_text="timed out after ${limit} s"
     elif [ $rc -ne 0 ]; then
-        status=FAIL; figure_text="exit $rc: $(grep -v '^\s*$' "$log" | tail -n 1 | cut -c1-90)"
+        # the last line naming an error, else the last line
+        figure_text=$(grep -E 'Error|error:|FAILED|failed' "$log" | tail -n 1)
+        [ -n "$figure_text" ] || figure_text=$(grep -v '^[[:space:]]*$' "$log" | tail -n 1)
+        status=FAIL; figure_text="exit $rc: $(echo "$figure_text" | sed 's/^[[:space:]]*//' | cut -c1-90)"
     elif [ -n "$required" ] && ! grep -Eq "$required" "$log"; then
         status=FAIL; figure_text="log lacks /$required/"
     else
@@ -118,13 +122,13 @@ check() {
     NAMES+=("$name") STATUS+=("$status") FIGURES+=("$figure_text")
 }
 
-check "synthetic data" 45 "" "." "$DATA_CMD"
+check "synthetic data" 60 "" "." "$DATA_CMD"
 check "cuda tests" 60 "passed" "passed|failed" "$TESTS_CMD"
-check "train bf16 epoch 1" 50 "pretrained" "pretrained +:" "$TRAIN_CMD"
+check "train bf16 epoch 1" 45 "pretrained" "pretrained +:" "$TRAIN_CMD"
 check "train bf16 resume to 2" 45 "resumed from .*epoch 1" "pretrained +:" "$RESUME_CMD"
 check "torchrun nccl 1 process" 50 "world size 1" "pretrained +:" "$TORCHRUN_CMD"
-check "bench.encoder cuda bf16" 60 "ratio ours/textbook" "ratio ours/textbook" "$ENCODER_CMD"
-check "bench.pretrain_step" 120 "^summary:" "^summary:" "$STEP_CMD"
+check "bench.encoder cuda bf16" 55 "ratio ours/textbook" "ratio ours/textbook" "$ENCODER_CMD"
+check "bench.pretrain_step" 110 "^summary:" "^summary:" "$STEP_CMD"
 check "step under sync-debug" 50 "^summary:" "^summary:" "$SYNC_CMD"
 
 failed=0
