@@ -34,7 +34,9 @@ def cross_modal_loss(
     those rows are simply left out of each other's denominators.
     """
     if mode == "mean":
-        return nt_xent((z_points1 + z_points2) / 2, z_image, temperature, gather=gather)
+        # averaged in fp32 (nt_xent's precision): half-precision embeddings under autocast would round the mean
+        dtype = torch.promote_types(z_points1.dtype, torch.float32)
+        return nt_xent((z_points1.to(dtype) + z_points2.to(dtype)) / 2, z_image, temperature, gather=gather)
     if mode != "stacked":
         raise ValueError(f"cross_modal_loss: mode {mode!r} is not one of {CROSS_MODAL_MODES}")
     if z_gray is None:

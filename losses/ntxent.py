@@ -32,6 +32,14 @@ def nt_xent(
     """
     if a.dim() != 2 or a.shape != b.shape:
         raise ValueError(f"nt_xent: a and b must both be (B, D), got {tuple(a.shape)} and {tuple(b.shape)}")
+    # fp32 (fp64 for fp64 input) whatever the autocast state: exp(sim / 0.1) overflows half precision, and
+    # bf16's 8-bit mantissa would round similarities 1/T apart by more than their differences
+    dtype = torch.promote_types(a.dtype, torch.float32)
+    with torch.autocast(device_type=a.device.type, enabled=False):
+        return _nt_xent(a.to(dtype), b.to(dtype), temperature, gather, same_object)
+
+
+def _nt_xent(a, b, temperature, gather, same_object):
     n = a.shape[0]
     a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
     anchors = torch.cat([a, b])  # (2B, D): this rank's rows
@@ -42,23 +50,19 @@ def nt_xent(
         keys_a, keys_b, offset = a, b, 0
     keys = torch.cat([keys_a, keys_b])  # (2WB, D): every rank's rows, side a first
     world_rows = keys_a.shape[0]  # W * B
-
-    logits = anchors @ keys.T
-    if logits.dtype in (torch.float16, torch.bfloat16):
-        logits = logits.float()  # exp(sim / 0.1) overflows half precision
-    logits = logits / temperature
+    logits = (anchors @ keys.T) / temperature
 
     # Index-based masks (solo-learn style). Every row carries (side, global pair index); a key is the
-    # anchor itself when both match and the anchor's positive when only the pair index matches.
+    # anchor itself when both match and the anchor's positive when only the pair index matches. Built
+    # with index arithmetic only: boolean-mask indexing would read the mask on the host (a CUDA sync).
     device = logits.device
-    anchor_pair = offset + torch.arange(n, device=device).repeat(2)
-    anchor_side = torch.arange(2, device=device).repeat_interleave(n)
-    key_pair = torch.arange(world_rows, device=device).repeat(2)
-    key_side = torch.arange(2, device=device).repeat_interleave(world_rows)
+    rows = torch.arange(2 * n, device=device)
+    anchor_pair, anchor_side = offset + rows % n, rows // n
+    columns = torch.arange(2 * world_rows, device=device)
+    key_pair, key_side = columns % world_rows, columns // world_rows
     same_pair = anchor_pair[:, None] == key_pair[None, :]
     same_side = anchor_side[:, None] == key_side[None, :]
     self_mask = same_pair & same_side
-    pos_mask = same_pair & ~same_side  # exactly one positive per anchor
     drop = self_mask
     if same_object is not None:
         ids = torch.as_tensor(same_object, device=device).reshape(-1)
@@ -67,11 +71,11 @@ def nt_xent(
         local_ids = ids.repeat(2)
         # Keys from other ranks never share an object with this rank's anchors (ids are per batch).
         key_is_local = (key_pair >= offset) & (key_pair < offset + n)
-        key_ids = torch.full((2 * world_rows,), -1, dtype=ids.dtype, device=device)
-        key_ids[key_is_local] = ids.repeat(2)
+        key_ids = torch.where(key_is_local, ids[(key_pair - offset).clamp(0, n - 1)], -1)
         same_obj = (local_ids[:, None] == key_ids[None, :]) & key_is_local[None, :]
-        drop = drop | (same_obj & ~pos_mask)
+        drop = drop | (same_obj & ~(same_pair & ~same_side))
 
-    positive = logits[pos_mask]  # (2B,), one per anchor in row order
+    positive_column = (1 - anchor_side) * world_rows + anchor_pair  # exactly one positive per anchor
+    positive = logits.gather(1, positive_column[:, None]).squeeze(1)
     denominator = torch.logsumexp(logits.masked_fill(drop, float("-inf")), dim=1)
     return (denominator - positive).mean()

@@ -171,31 +171,27 @@ class ConvergenceWeighter(Weighter):
         self.register_buffer("w", torch.ones(k, dtype=torch.float64))
 
     def update(self, observed: torch.Tensor) -> None:
+        # Tensor ops only, with the step counter on the device: a Python int of it would sync every step.
+        # Both branches are computed and torch.where picks one, so the values are those of the if/else form.
         self.step += 1
-        step = int(self.step)
-        if step == 1:
-            self.ema.copy_(observed)
-        else:
-            self.ema.mul_(self.loss_ema).add_((1 - self.loss_ema) * observed)
-        slot = (step - 1) % self.window  # holds ema(step - window) until overwritten below
-        old = self.history[slot].clone()
-        self.history[slot] = self.ema
-        if step <= self.warmup_steps:
-            return
+        smoothed = self.ema * self.loss_ema + (1 - self.loss_ema) * observed
+        self.ema.copy_(torch.where(self.step == 1, observed, smoothed))
+        slot = ((self.step - 1) % self.window).view(1)  # holds ema(step - window) until overwritten below
+        old = self.history.index_select(0, slot)[0]
+        self.history.index_copy_(0, slot, self.ema.unsqueeze(0))
         rate = self.ema / old.clamp_min(1e-12)
         target = len(self.names) * torch.softmax(self.sign * rate / self.temperature, dim=0)
-        self.w.mul_(self.beta).add_((1 - self.beta) * target)
-        self.w.mul_(len(self.names) / self.w.sum())
+        w = self.w * self.beta + (1 - self.beta) * target
+        w = w * (len(self.names) / w.sum())
+        self.w.copy_(torch.where(self.step > self.warmup_steps, w, self.w))
 
     def current(self) -> torch.Tensor:
         return self.w
 
     def rates(self) -> torch.Tensor:
         """The latest rates ema(t) / ema(t - window) (ones before the first `window` steps), for logging."""
-        step = int(self.step)
-        if step < self.window:
-            return torch.ones_like(self.ema)
-        return self.ema / self.history[step % self.window].clamp_min(1e-12)
+        old = self.history.index_select(0, (self.step % self.window).view(1))[0]
+        return torch.where(self.step < self.window, torch.ones_like(self.ema), self.ema / old.clamp_min(1e-12))
 
 
 class DWAWeighter(Weighter):

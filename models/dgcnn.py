@@ -55,7 +55,11 @@ from torch.utils.checkpoint import checkpoint
 from models.common import NEGATIVE_SLOPE, LinearBN, PointConv, check_points
 from utils.config import Fraction, PositiveInt
 
-_KNN_BLOCK = 1 << 25  # elements of the (b, N, N) distance block kept at once
+# Elements of the (b, N, N) score block computed at once. On the CPU a block small enough to stay in the cache
+# between the matmul that writes it and the top-k that reads it, and one buffer reused for every block (a
+# fresh block of this size would be a fresh mmap, page-faulted in on each call); on a GPU fewer, larger blocks
+# mean fewer kernel launches.
+_KNN_BLOCK = {"cpu": 1 << 22, "cuda": 1 << 25}
 
 
 def knn(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -69,12 +73,15 @@ def knn(x: torch.Tensor, k: int) -> torch.Tensor:
         x = x.to(torch.promote_types(x.dtype, torch.float32))
         # [x_i, 1] . [2 x_j, -|x_j|^2] = |x_i|^2 - |x_i - x_j|^2: one matmul, larger is nearer within a row
         queries = torch.cat((x, torch.ones_like(x[..., :1])), dim=-1)
-        keys = torch.cat((2 * x, -(x * x).sum(-1, keepdim=True)), dim=-1)
+        keys = torch.cat((2 * x, -(x * x).sum(-1, keepdim=True)), dim=-1).transpose(1, 2)
         out = torch.empty(batch, points, k, dtype=torch.long, device=x.device)
-        step = max(1, _KNN_BLOCK // (points * points))
+        values = torch.empty(batch, points, k, dtype=x.dtype, device=x.device)
+        step = max(1, _KNN_BLOCK.get(x.device.type, _KNN_BLOCK["cuda"]) // (points * points))
+        score = torch.empty(min(step, batch), points, points, dtype=x.dtype, device=x.device)
         for s in range(0, batch, step):
-            score = torch.bmm(queries[s:s + step], keys[s:s + step].transpose(1, 2))
-            out[s:s + step] = score.topk(k, dim=-1, sorted=False).indices
+            e = min(s + step, batch)
+            torch.bmm(queries[s:e], keys[s:e], out=score[:e - s])
+            torch.topk(score[:e - s], k, dim=-1, sorted=False, out=(values[s:e], out[s:e]))
     return out
 
 
@@ -131,7 +138,7 @@ def _edge_conv_bn_forward(A, Bp, gamma, beta, rows, running_mean, running_var, e
     batch_stats = running_mean is None
     indeg = None
     if batch_stats:
-        indeg = torch.bincount(rows.reshape(-1), minlength=R).to(cdt)
+        indeg = _in_degree(rows, cdt)
         mean = (indeg @ A + k * Bp.sum(0)) / edges
     else:
         mean = running_mean.to(cdt)
@@ -214,6 +221,15 @@ def _add_rows(target: torch.Tensor, index: torch.Tensor, source: torch.Tensor) -
         target.index_put_((index,), source, accumulate=True)
     else:
         target.index_add_(0, index, source)
+
+
+def _in_degree(rows: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """How often each of the R rows appears in `rows` (R, k), as floats. Not torch.bincount: on CUDA it reads
+    the largest index on the host to size its output, a sync in every EdgeConv."""
+    flat = rows.reshape(-1)
+    counts = torch.zeros(rows.shape[0], dtype=dtype, device=rows.device)
+    _add_rows(counts, flat, torch.ones((), dtype=dtype, device=rows.device).expand(flat.shape[0]))
+    return counts
 
 
 def _add_selected(target: torch.Tensor, index: torch.Tensor, source: torch.Tensor) -> None:

@@ -133,3 +133,33 @@ def test_bad_shapes_raise():
         nt_xent(torch.randn(4, 3), torch.randn(5, 3), 0.1)
     with pytest.raises(ValueError):
         nt_xent(torch.randn(4, 3), torch.randn(4, 3), 0.1, same_object=torch.arange(3))
+
+
+@pytest.mark.parametrize("mode, exclude", [("plain", False), ("mean", False), ("stacked", False), ("stacked", True)])
+def test_fp32_inside_bf16_autocast(mode, exclude):
+    """Under a bf16 autocast region the similarities are still computed in fp32: loss and gradients w.r.t.
+    the (fp32) embeddings equal those computed without autocast."""
+    from losses.crossmodal import cross_modal_loss
+
+    g = torch.Generator().manual_seed(6)
+    embeddings = [torch.randn(12, 32, generator=g) for _ in range(4)]
+
+    def loss_and_grads(autocast):
+        leaves = [e.clone().requires_grad_() for e in embeddings]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            if mode == "plain":
+                loss = nt_xent(leaves[0], leaves[1], 0.1)
+            else:
+                loss = cross_modal_loss(*leaves, mode=mode, temperature=0.1, exclude_same_object=exclude)
+        loss.backward()
+        return loss, [leaf.grad for leaf in leaves]
+
+    reference, reference_grads = loss_and_grads(False)
+    loss, grads = loss_and_grads(True)
+    assert loss.dtype == torch.float32
+    assert abs(loss.item() - reference.item()) <= 1e-5
+    for grad, expected in zip(grads, reference_grads):
+        if expected is None:  # an input the mode does not use
+            assert grad is None
+        else:
+            assert torch.allclose(grad, expected, rtol=0, atol=1e-5)
