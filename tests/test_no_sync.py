@@ -21,11 +21,13 @@ from models.adacrossnet import AdaCrossNet
 from models.common import image_projection_head, point_projection_head
 from models.dgcnn import DGCNN
 from models.image_encoder import ImageEncoder
+from tasks.pretrain import ContrastivePretraining
 
 HOST_READS = ("item", "__int__", "__float__", "__bool__", "__index__", "cpu", "tolist", "numpy")
 VALUE_SIZED = ("nonzero", "masked_select", "unique", "bincount")
 WEIGHTING = {  # convergence: past its warm-up within the steps below
     "static": {}, "adacrossnet": {}, "convergence": {"window": 2, "warmup_steps": 3}, "dwa": {}, "uncertainty": {},
+    "gradnorm": {},
 }
 STEPS = 5
 
@@ -65,13 +67,23 @@ def forbid_host_reads(monkeypatch, allowed) -> list[str]:
 
 
 def build(weighting: str):
+    """The pretraining task (model + objective, the weighter attached to its shared layers) and Adam."""
     torch.manual_seed(0)
     model = AdaCrossNet(DGCNN(k=4, emb_dims=32), point_projection_head(64, 32, 16),
                         ImageEncoder("resnet18"), image_projection_head(512, 32, 16),
                         ImageEncoder("resnet18", in_channels=1), image_projection_head(512, 32, 16))
     objective = PretrainObjective(weighter=WEIGHTERS[weighting](PretrainObjective.names, **WEIGHTING[weighting]))
-    optimizer = torch.optim.Adam([*model.parameters(), *objective.parameters()], lr=1e-3)
-    return model, objective, optimizer
+    task = ContrastivePretraining(model, objective)
+    return task, torch.optim.Adam(task.param_groups(), lr=1e-3)
+
+
+def step(task, optimizer, batch) -> dict:
+    """One training step as the trainer runs it: forward, the task's own backward, the optimiser."""
+    out = task(dict(zip(("points1", "points2", "image", "gray"), batch)))
+    optimizer.zero_grad(set_to_none=True)
+    task.backward_step(out, lambda tensor, inputs=None: tensor.backward(inputs=inputs))
+    optimizer.step()
+    return out
 
 
 def test_every_weighter_is_covered():
@@ -80,24 +92,20 @@ def test_every_weighter_is_covered():
 
 @pytest.mark.parametrize("weighting", sorted(WEIGHTING))
 def test_pretraining_steps_never_read_device_values(monkeypatch, weighting):
-    model, objective, optimizer = build(weighting)
-    model.train(), objective.train()
+    task, optimizer = build(weighting)
+    task.train()
     g = torch.Generator().manual_seed(1)
     batch = (torch.rand(3, 24, 3, generator=g), torch.rand(3, 24, 3, generator=g),
              torch.randn(3, 3, 32, 32, generator=g), torch.randn(3, 1, 32, 32, generator=g))
     adam_steps = lambda: [state["step"] for state in optimizer.state.values() if "step" in state]  # noqa: E731
     calls = forbid_host_reads(monkeypatch, adam_steps)
     for _ in range(STEPS):
-        out = objective(model(*batch))
-        optimizer.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        optimizer.step()
+        out = step(task, optimizer, batch)
     monkeypatch.undo()
     assert calls == []
     assert torch.isfinite(out["loss"])
-    if weighting == "convergence":
-        assert int(objective.weighter.step) == STEPS > 3  # the weights moved after the warm-up
-        assert not torch.equal(objective.weighter.current(), torch.ones(2, dtype=torch.float64))
+    if weighting in ("convergence", "gradnorm"):  # the weights moved (convergence: after its warm-up)
+        assert not torch.equal(task.objective.weighter.current(), torch.ones(2, dtype=torch.float64))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -105,8 +113,8 @@ def test_pretraining_steps_never_read_device_values(monkeypatch, weighting):
 def test_pretraining_steps_on_cuda_never_sync(weighting):
     """The same steps on a GPU under bf16 autocast, with every synchronising CUDA call turned into an error
     (after a first step, in which Adam creates its state)."""
-    model, objective, optimizer = build(weighting)
-    model.cuda().train(), objective.cuda().train()
+    task, optimizer = build(weighting)
+    task.cuda().train()
     g = torch.Generator().manual_seed(1)
     host = (torch.rand(3, 24, 3, generator=g), torch.rand(3, 24, 3, generator=g),
             torch.randn(3, 3, 32, 32, generator=g), torch.randn(3, 1, 32, 32, generator=g))
@@ -116,9 +124,9 @@ def test_pretraining_steps_on_cuda_never_sync(weighting):
             torch.cuda.set_sync_debug_mode("error")
         try:
             with torch.autocast("cuda", dtype=torch.bfloat16):
-                out = objective(model(*batch))
+                out = task(dict(zip(("points1", "points2", "image", "gray"), batch)))
             optimizer.zero_grad(set_to_none=True)
-            out["loss"].backward()
+            task.backward_step(out, lambda tensor, inputs=None: tensor.backward(inputs=inputs))
             optimizer.step()
         finally:
             torch.cuda.set_sync_debug_mode("default")
