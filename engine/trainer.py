@@ -34,6 +34,7 @@ from utils.checkpoint import atomic_save, load_checkpoint_file
 from utils.config import (Config, Fraction, NonNegativeFloat, NonNegativeInt, OneOf, Pattern, PositiveFloat,
                           PositiveInt, save_config)
 from utils.errors import CheckpointError, ConfigError, UserError
+from utils.fast_cuda import enable_fast_cuda
 from utils.files import update_json
 from utils.seeding import rng_states, seed_everything, set_rng_states
 
@@ -64,6 +65,7 @@ class TrainConfig:
     eval_every: PositiveInt = 1  # epochs between validation runs (checkpoint selection)
     checkpoint_every_steps: NonNegativeInt = 0  # also save last.pt every N steps inside an epoch; 0 = off
     max_steps_per_epoch: NonNegativeInt = 0  # cap on steps per epoch (demo and test runs); 0 = whole dataset
+    compile: bool = False  # torch.compile the task's forward (the first steps then take longer)
 
 
 DEVICE = Annotated[str, Pattern(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N")]
@@ -151,6 +153,7 @@ def setup_runtime(cfg: Config) -> Runtime:
     wants_cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
     rank, local_rank, world_size = distributed.init_distributed("cuda" if wants_cuda else "cpu")
     device = resolve_device(cfg.device, local_rank)
+    enable_fast_cuda(device)
     amp_dtype = AMP_DTYPES[cfg.train.amp] if device.type == "cuda" else None  # CPU runs in fp32
     seed_everything(cfg.seed + rank)
     return Runtime(device, rank, local_rank, world_size, amp_dtype)
@@ -241,6 +244,8 @@ class Trainer:
             module = nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
         self.module = module
         self.task = unwrap(module)
+        # The compiled callable shares the module's parameters; checkpoints keep the plain module's keys.
+        self.forward = torch.compile(module) if cfg.train.compile else module
         self.optimizer = build_optimizer(self._param_groups(), cfg.optim)
         # fp16 needs loss scaling against underflow; bf16 has fp32's range and needs none.
         self.scaler = torch.amp.GradScaler("cuda", enabled=runtime.amp_dtype == torch.float16)
@@ -402,7 +407,7 @@ class Trainer:
             batch = move_to_device(batch, runtime.device)
             with torch.autocast(runtime.device.type, dtype=runtime.amp_dtype or torch.float32,
                                 enabled=runtime.amp_dtype is not None):
-                outputs = self.module(batch)
+                outputs = self.forward(batch)
             loss = outputs["loss"]
             # Checked without a host sync per step: a non-finite loss is remembered on the device and the
             # run stops at the next log point, before anything is saved.
@@ -430,21 +435,30 @@ class Trainer:
             last_in_epoch = self.state.epoch_step >= self.steps_per_epoch
             if window_steps == cfg.train.log_every or last_in_epoch:
                 self._check_finite(first_bad_step)
-                elapsed = time.perf_counter() - window_start
-                row = {key: (value / window_steps).item() for key, value in window.items()}
-                row["lr"] = lr
-                row["samples_per_s"] = window_steps * cfg.optim.batch_size * runtime.world_size / elapsed
-                if runtime.is_main:
-                    self._log_scalars("train", row, self.state.step)
-                    self._append_curve({"step": self.state.step, "epoch": epoch + 1, **row})
-                    progress.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.2e}")
+                self._log_window(epoch, window, window_steps, time.perf_counter() - window_start, lr, progress)
                 window, window_steps, window_start = {}, 0, time.perf_counter()
             if save_every > 0 and self.state.step % save_every == 0 and not last_in_epoch:
                 self._check_finite(first_bad_step)
                 self.save(LAST_CHECKPOINT)
         progress.close()
         self._check_finite(first_bad_step)
+        return self._epoch_means(sums)
+
+    def _epoch_means(self, sums: Mapping[str, torch.Tensor]) -> dict[str, float]:
+        """The epoch's means of the logged values, read on the host once, at the end of the epoch."""
         return {key: float(value) / self.state.epoch_step for key, value in sums.items()}
+
+    def _log_window(self, epoch: int, window: Mapping[str, torch.Tensor], steps: int, seconds: float, lr: float,
+                    progress) -> None:
+        """The means of the logged values over the last `steps` steps: the only place a training step's values
+        are read on the host (every `train.log_every` steps), so the steps between run without a sync."""
+        row = {key: (value / steps).item() for key, value in window.items()}
+        row["lr"] = lr
+        row["samples_per_s"] = steps * self.cfg.optim.batch_size * self.runtime.world_size / seconds
+        if self.runtime.is_main:
+            self._log_scalars("train", row, self.state.step)
+            self._append_curve({"step": self.state.step, "epoch": epoch + 1, **row})
+            progress.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.2e}")
 
     def _check_finite(self, first_bad_step: torch.Tensor) -> None:
         bad = int(first_bad_step.item())

@@ -21,7 +21,7 @@ ARCHS = {"resnet50": (resnet50, 2048), "resnet18": (resnet18, 512)}
 class ImageEncoder(nn.Module):
     """Images (B, in_channels, H, W) float -> (B, out_dim) globally pooled ResNet features."""
 
-    def __init__(self, arch: str = "resnet50", in_channels: int = 3, channels_last: bool = False):
+    def __init__(self, arch: str = "resnet50", in_channels: int = 3, *, channels_last: bool = False):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"ImageEncoder: unknown arch '{arch}' (choose from {', '.join(sorted(ARCHS))})")

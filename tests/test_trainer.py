@@ -185,3 +185,54 @@ def test_a_task_can_own_its_backward_and_its_parameter_groups(tmp_path):
     trainer.fit()
     assert task.backward_calls == trainer.steps_per_epoch
     assert task.scale.item() == 1.0 and not torch.equal(before, task.net[0].weight)
+
+
+def test_compiled_steps_match_eager(tmp_path):
+    """train.compile=true (inductor on the CPU) trains the same weights as eager, to float rounding. (Without
+    dropout: compiled code draws its random masks from another generator.)"""
+    weights = {}
+    for compiled in (False, True):
+        cfg = make_cfg(tmp_path / str(compiled), "optim.epochs=1", "train.max_steps_per_epoch=3",
+                       f"train.compile={str(compiled).lower()}")
+        train_set, task = NoisyPoints(), Regression()
+        task.net[2].p = 0.0
+        torch.manual_seed(0)
+        task.net.apply(lambda m: m.reset_parameters() if isinstance(m, nn.Linear) else None)
+        Trainer(cfg, setup_runtime(cfg), task, train_set, Evaluation(), tmp_path / str(compiled)).fit()
+        weights[compiled] = [p.detach().clone() for p in task.parameters()]
+    for eager, compiled in zip(weights[False], weights[True]):
+        torch.testing.assert_close(compiled, eager, atol=1e-4, rtol=1e-4)
+
+
+HOST_READS = ("item", "__int__", "__float__", "__bool__", "cpu")
+# Where the trainer reads values on the host on purpose: the log points (with the NaN check), the epoch's end,
+# checkpoints; and the data loader, which works on the host anyway.
+ALLOWED = {"_log_window", "_check_finite", "_epoch_means", "save", "_get_iterator", "_next_data"}
+
+
+def test_steps_between_log_points_never_read_device_values(tmp_path, monkeypatch):
+    """Every host read of a tensor inside the training loop happens at a log point, the epoch's end or a
+    checkpoint save: the steps between run without a device-to-host synchronisation."""
+    import inspect
+
+    offending = []
+    cfg = make_cfg(tmp_path, "train.log_every=3", "optim.epochs=2")
+    train_set, task = NoisyPoints(), Regression()
+    trainer = Trainer(cfg, setup_runtime(cfg), task, train_set, evaluation_for(train_set), tmp_path)
+    # Adam keeps its step counts on the CPU whatever the device (reading them never waits for the GPU).
+    adam_steps = lambda: [state["step"] for state in trainer.optimizer.state.values()]  # noqa: E731
+
+    def watch(name, original):
+        def guarded(self, *args, **kwargs):
+            frames = {frame.function for frame in inspect.stack(context=0)[1:]}
+            if ("_train_epoch" in frames and not frames & ALLOWED
+                    and not any(self is step for step in adam_steps())):
+                offending.append((name, inspect.stack(context=0)[1].function))
+            return original(self, *args, **kwargs)
+        return guarded
+
+    for name in HOST_READS:
+        monkeypatch.setattr(torch.Tensor, name, watch(name, getattr(torch.Tensor, name)))
+    trainer.fit()
+    monkeypatch.undo()
+    assert trainer.state.step == 12 and offending == []
