@@ -1,4 +1,6 @@
-"""Generate small synthetic copies of the five AdaCrossNet datasets, in their real on-disk layouts."""
+"""Generate small synthetic copies of the five AdaCrossNet datasets, in their real on-disk layouts.
+
+The sizes weighting_tiny / weighting write the loss-weighting benchmark instead (weighting_bench.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from .s3dis import make_s3dis
 from .scanobjectnn import make_scanobjectnn
 from .shapenet_part import make_shapenet_part
 from .shapenet_render import make_shapenet_render
+from .weighting_bench import BENCH_SIZES, make_weighting_bench
 
 SIZES = {
     # tests: the whole generation stays around a couple of seconds on one core
@@ -45,14 +48,20 @@ def _prepare(root):
 
 
 def make_synthetic(root, seed=0, size="small") -> dict:
-    """Write all five synthetic datasets under `root`; returns counts per dataset."""
-    if size not in SIZES:
-        raise ValueError(f"size must be one of {tuple(SIZES)}, got {size!r}")
-    root, cfg, started = Path(root).resolve(), SIZES[size], time.perf_counter()
+    """Write all five synthetic datasets under `root` (or, for a weighting_* size, the loss-weighting
+    benchmark); returns counts per dataset."""
+    if size not in SIZES and size not in BENCH_SIZES:
+        raise ValueError(f"size must be one of {(*SIZES, *BENCH_SIZES)}, got {size!r}")
+    root, started = Path(root).resolve(), time.perf_counter()
     _prepare(root)
     (root / MARKER).write_text(f"synthetic AdaCrossNet data: make_synthetic(seed={seed}, size={size!r}); "
                                "not real data, see data/README.md\n")
     summary = {"root": str(root), "seed": seed, "size": size}
+    if size in BENCH_SIZES:
+        summary.update(make_weighting_bench(root, seed, BENCH_SIZES[size]))
+        summary["seconds"] = round(time.perf_counter() - started, 2)
+        return summary
+    cfg = SIZES[size]
     summary["shapenet_render"] = make_shapenet_render(root, seed, cfg)
     summary["modelnet40"] = make_modelnet40(root, seed, cfg)
     summary["scanobjectnn"] = make_scanobjectnn(root, seed, cfg)
@@ -63,6 +72,14 @@ def make_synthetic(root, seed=0, size="small") -> dict:
 
 
 def format_summary(summary) -> str:
+    if summary["size"] in BENCH_SIZES:
+        r, m = summary["shapenet_render"], summary["modelnet40"]
+        return "\n".join([
+            f"weighting benchmark (size={summary['size']}, seed={summary['seed']}) in {summary['root']}, "
+            f"{summary['seconds']} s",
+            f"  ShapeNetRender: {r['objects']} objects x {r['views']} views of {r['image_size']} px",
+            f"  ModelNet40:     {m['train']} train / {m['test']} test, {m['classes_used']} of 40 classes",
+        ])
     r, m, s, p, d = (summary[k] for k in ("shapenet_render", "modelnet40", "scanobjectnn", "shapenetpart", "s3dis"))
     return "\n".join([
         f"synthetic data (size={summary['size']}, seed={summary['seed']}) in {summary['root']}, {summary['seconds']} s",
@@ -80,7 +97,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="data/synthetic", help="data root to write (default: data/synthetic)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", choices=tuple(SIZES), default="small")
+    parser.add_argument("--size", choices=(*SIZES, *BENCH_SIZES), default="small",
+                        help="tiny | small: the five datasets; weighting_tiny | weighting: the loss-weighting "
+                             "benchmark (default: small)")
     args = parser.parse_args(argv)
     try:
         summary = make_synthetic(args.out, seed=args.seed, size=args.size)
