@@ -24,12 +24,7 @@ The parent prints both rows and the ratios ours / textbook. The machine should b
 variants run one after the other, so a load change between them skews the time ratio. On a machine whose
 cores are busy with other jobs, pass `--threads 1`: every OpenMP parallel region waits for its slowest thread,
 and our EdgeConv is made of many mid-sized ops (one neighbour slot at a time), so it stalls far more than the
-textbook's few huge ones when a thread is descheduled (measured below: 6x slower with 2 threads than with 1).
-
-Measured (2-vCPU Xeon VM shared with other jobs, torch 2.13 CPU, fp32, B=16 N=1024 k=20):
-    --threads 1:  ours 2.50 s/step, 528 MiB;  textbook 12.25 s/step, 2698 MiB  -> time 0.20x, memory 0.20x
-    default (2 threads), load average ~3:  ours 16.0 s/step, textbook 14.6 s/step -> time 1.10x (stalls)
-    default (2 threads), lighter load:     ours 1.4-1.5 s/step, textbook 6.5-22 s/step
+textbook's few huge ones when a thread is descheduled. The README's benchmark section has measured figures.
 """
 
 from __future__ import annotations
@@ -37,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -46,6 +40,7 @@ from pathlib import Path
 
 import torch
 
+from bench import memory
 from bench.textbook_dgcnn import TextbookDGCNN
 from models.common import point_projection_head
 from models.dgcnn import DGCNN
@@ -75,12 +70,7 @@ def worker(args) -> dict:
         optimizer.step()
 
     cuda = device.type == "cuda"
-    if cuda:
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-    else:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    base = memory.start(device)
     times = []
     for i in range(args.steps + 1 if args.measure == "time" else 2):
         start = time.perf_counter()
@@ -89,10 +79,7 @@ def worker(args) -> dict:
             torch.cuda.synchronize()
         if i:
             times.append(time.perf_counter() - start)
-    if cuda:
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    peak = memory.added(device, base)
     return {"variant": args.variant, "step_s": statistics.median(times), "times": times, "peak_bytes": peak,
             "params": sum(p.numel() for p in params), "threads": torch.get_num_threads()}
 

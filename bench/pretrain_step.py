@@ -44,7 +44,6 @@ import argparse
 import contextlib
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -53,6 +52,7 @@ from pathlib import Path
 
 import torch
 
+from bench import memory
 from bench.textbook_dgcnn import TextbookDGCNN
 from losses.objective import PretrainObjective
 from losses.weighting import WEIGHTERS
@@ -161,12 +161,7 @@ def worker(args) -> dict:
     settings = enable_fast_cuda(device) if ours else {}
     model, objective, optimizer = build(args, args.worker, device)
     host = host_batch(args, pinned=ours and cuda)
-    if cuda:
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-    else:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    base = memory.start(device)
     rows, cpu_times = [], []
     for i in range(args.warmup + args.steps):
         cpu_start = time.process_time()
@@ -186,8 +181,7 @@ def worker(args) -> dict:
         if timed:
             rows.append(clock.seconds())
             cpu_times.append(time.process_time() - cpu_start)
-    peak = (torch.cuda.max_memory_allocated() if cuda
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) - base
+    peak = memory.added(device, base)
     totals = [sum(row) for row in rows]
     return {
         "variant": args.worker,

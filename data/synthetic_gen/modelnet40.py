@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .sampling import POINTS_PER_OBJECT, SPLIT_CODES, TAG_MODELNET, sample_object, stream
-from .writers import split_files, write_h5, write_lines
+from .writers import write_lines, write_split
 
 MODELNET40_NAMES = (
     "airplane", "bathtub", "bed", "bench", "bookshelf", "bottle", "bowl", "car", "chair", "cone", "cup",
@@ -40,11 +40,8 @@ def make_modelnet40(root, seed, cfg):
             rng = stream(seed, TAG_MODELNET, SPLIT_CODES[split], MODELNET40_NAMES.index(name), k)
             data[row], normal[row], _ = sample_object(MODELNET40_FAMILIES[name], rng)
             label[row, 0] = MODELNET40_NAMES.index(name)
-        listed = []
-        for index, rows in enumerate(split_files(len(jobs), n_files)):
-            write_h5(folder / f"ply_data_{split}{index}.h5", data=data[rows], normal=normal[rows], label=label[rows])
-            listed.append(f"data/modelnet40_ply_hdf5_2048/ply_data_{split}{index}.h5")
-        write_lines(folder / f"{split}_files.txt", listed)
+        write_split(folder, split, n_files, f"{split}_files.txt", "data/modelnet40_ply_hdf5_2048/", data=data,
+                    normal=normal, label=label)
         counts[split] = len(jobs)
     write_lines(folder / "shape_names.txt", MODELNET40_NAMES)
     return {**counts, "classes_used": len(classes)}

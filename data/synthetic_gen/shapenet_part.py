@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .sampling import POINTS_PER_OBJECT, SPLIT_CODES, TAG_PART, sample_object, stream
-from .writers import split_files, write_h5, write_lines
+from .writers import write_lines, write_split
 
 # (name as in all_object_categories.txt, ShapeNet synset, number of parts); label = position in this list
 SHAPENET_PART_CATEGORIES = (
@@ -40,11 +40,7 @@ def make_shapenet_part(root, seed, cfg):
             assert parts.max() < n_parts, (name, parts.max())
             label[row, 0] = c
             pid[row] = PART_OFFSETS[c] + parts
-        listed = []
-        for index, rows in enumerate(split_files(len(jobs), n_files)):
-            write_h5(folder / f"ply_data_{split}{index}.h5", data=data[rows], label=label[rows], pid=pid[rows])
-            listed.append(f"ply_data_{split}{index}.h5")
-        write_lines(folder / f"{split}_hdf5_file_list.txt", listed)
+        write_split(folder, split, n_files, f"{split}_hdf5_file_list.txt", "", data=data, label=label, pid=pid)
         counts[split] = len(jobs)
     write_lines(folder / "all_object_categories.txt",
                 [f"{name}\t{synset}" for name, synset, _ in SHAPENET_PART_CATEGORIES])

@@ -58,3 +58,13 @@ def write_png(path, rgba):
 def split_files(count, parts):
     """Row ranges for `parts` files (as many as the real archive has, fewer if there are too few rows)."""
     return [chunk for chunk in np.array_split(np.arange(count), min(parts, max(count, 1))) if len(chunk)]
+
+
+def write_split(folder, split, n_files, list_name, list_prefix, **arrays):
+    """One split of an h5 dataset: the rows spread over `n_files` files `ply_data_<split><i>.h5` and the list
+    file `list_name` naming them, each with `list_prefix` in front (the real archives differ in this)."""
+    listed = []
+    for index, rows in enumerate(split_files(len(next(iter(arrays.values()))), n_files)):
+        write_h5(folder / f"ply_data_{split}{index}.h5", **{key: value[rows] for key, value in arrays.items()})
+        listed.append(f"{list_prefix}ply_data_{split}{index}.h5")
+    write_lines(folder / list_name, listed)
