@@ -31,7 +31,7 @@ import torch
 from tools.clouds import Preprocessing, benchmark_cloud
 from tools.common import file_sha256, load_features, load_model
 from tools.pictures import draw_clouds
-from utils.errors import ConfigError, DataError, UserError, exit_on_user_error
+from utils.errors import ConfigError, UserError, exit_on_user_error
 
 
 def parse_args(argv=None) -> argparse.Namespace:
