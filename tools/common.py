@@ -73,7 +73,10 @@ def load_model(checkpoint: str | os.PathLike, task: str, *, k: int | None = None
     if "name" in model_cfg:
         described_by = "config"
         name = model_cfg["name"]
-        architecture = model_cfg.get("point_backbone") if name == "adacrossnet" else name
+        architecture = name
+        if name == "adacrossnet":  # pretraining: only its point encoder, whatever the backbone
+            backbone = model_cfg.get("point_backbone")
+            architecture = "dgcnn_partseg_encoder" if backbone == "dgcnn_partseg" else backbone
         k = k or model_cfg.get("k")
         emb_dims = emb_dims or model_cfg.get("emb_dims")
         classes, categories = model_cfg.get("num_classes"), model_cfg.get("num_categories")
