@@ -6,6 +6,7 @@ architecture, which tensors betray it when there is no config). Everything else 
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
@@ -220,6 +221,21 @@ class torch_threads:
     def __exit__(self, *exc):
         torch.set_num_threads(self.before)
         return False
+
+
+def keep_freed_memory() -> None:
+    """Ask glibc to keep freed blocks (up to its 32 MiB maximum) for reuse instead of unmapping them.
+
+    A DGCNN forward pass allocates and frees the same few MiB-sized tensors batch after batch. With glibc's
+    defaults the larger ones are unmapped or trimmed when freed and page-faulted in afresh by the next batch:
+    about 2,500 page faults per 1,024-point cloud, some 5 % of its CPU time. A no-op without glibc.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: blocks below 32 MiB come from the heap
+    mallopt(-1, 1 << 30)   # M_TRIM_THRESHOLD: keep up to 1 GiB of free heap instead of returning it
 
 
 def chunks(items: Iterable, size: int) -> Iterator[list]:

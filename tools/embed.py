@@ -41,7 +41,8 @@ import torch
 from tqdm import tqdm
 
 from tools.clouds import Preprocessing, expand_inputs, load_benchmark
-from tools.common import chunks, file_sha256, load_model, ordered_map, save_features, torch_threads
+from tools.common import (chunks, file_sha256, keep_freed_memory, load_model, ordered_map, save_features,
+                          torch_threads)
 from utils.errors import ConfigError, DataError, exit_on_user_error
 
 
@@ -163,6 +164,7 @@ def run(args: argparse.Namespace) -> dict:
     if info.k is not None and settings.num_points < info.k:
         raise ConfigError(f"--points {settings.num_points}: the encoder's k={info.k} needs at least {info.k}")
     encoder = Encoder(model, args.device, args.workers)
+    keep_freed_memory()
     extra = {}
     if args.dataset:
         split = load_benchmark(args.dataset, args.data_root)
