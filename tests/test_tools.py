@@ -357,3 +357,16 @@ def test_preprocessing_is_deterministic_and_order_free():
     assert first.shape == (128, 3) and np.linalg.norm(first, axis=1).max() <= 1.0 + 1e-6
     small = settings.prepare(xyz[:50])  # fewer points than asked: all of them, some twice
     assert len(np.unique(small, axis=0)) == 50
+
+
+def test_benchmark_splits_by_name(synthetic_root):
+    from tools.clouds import benchmark_cloud, load_benchmark
+    from utils.errors import ConfigError
+
+    split = load_benchmark("scanobjectnn:OBJ_ONLY:test", synthetic_root)
+    assert len(split.class_names) == 15 and split.points.shape[1:] == (2048, 3) and len(split.labels) == len(split.points)
+    np.testing.assert_array_equal(benchmark_cloud(split.path(2), synthetic_root), split.points[2])
+    assert benchmark_cloud("scans/chair.ply", synthetic_root) is None
+    for bad in ("modelnet40", "modelnet40:validation", "shapenet:test", "scanobjectnn:OBJ_X:test"):
+        with pytest.raises(ConfigError):
+            load_benchmark(bad, synthetic_root)
