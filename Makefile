@@ -33,6 +33,7 @@ bench: install
 	$(PY) -m bench.encoder
 	$(PY) -m bench.loader
 	$(PY) -m bench.svm
+	$(PY) -m bench.embed
 
 clean-demo:
 	rm -rf $(DEMO_DATA) $(DEMO_OUT)

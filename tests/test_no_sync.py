@@ -23,7 +23,8 @@ from models.dgcnn import DGCNN
 from models.image_encoder import ImageEncoder
 from tasks.pretrain import ContrastivePretraining
 
-HOST_READS = ("item", "__int__", "__float__", "__bool__", "__index__", "cpu", "tolist", "numpy")
+# .numpy() is left out: on a CUDA tensor it is an error, never a silent sync, and the CPU kNN selection uses it.
+HOST_READS = ("item", "__int__", "__float__", "__bool__", "__index__", "cpu", "tolist")
 VALUE_SIZED = ("nonzero", "masked_select", "unique", "bincount")
 WEIGHTING = {  # convergence: past its warm-up within the steps below
     "static": {}, "adacrossnet": {}, "convergence": {"window": 2, "warmup_steps": 3}, "dwa": {}, "uncertainty": {},
