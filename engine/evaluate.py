@@ -72,16 +72,27 @@ def extract_features(encoder: torch.nn.Module, loader, device, amp_dtype: torch.
                             "tensor (B, F); pass the backbone that returns the representation")
         return out
 
-    features, labels = [], []
+    features, labels, seen = [], [], 0
     for out, batch in inference(forward, encoder, loader, device, amp_dtype, desc):
-        features.append(out.reshape(out.shape[0], -1).cpu())
+        out = out.reshape(out.shape[0], -1).cpu()
+        finite = torch.isfinite(out).all(dim=1)
+        if not finite.all():
+            first = seen + int((~finite).nonzero()[0])
+            largest = float(batch["points"].abs().max())
+            where = f"{desc}: " if desc else ""
+            cause = (f"its input coordinates reach {largest:.3g}, far outside the unit sphere the data should be "
+                     "normalised to" if largest > 1e3 else "the encoder's weights are not finite or overflow")
+            root = getattr(loader.dataset, "root", None)
+            source = f"{type(loader.dataset).__name__}" + (f" in {root}" if root is not None else "")
+            raise NonFiniteError(f"{where}the encoder produced NaN or Inf features for item {first} of {source}: "
+                                 f"{cause}")
+        features.append(out)
         labels.append(torch.as_tensor(batch["label"]).reshape(-1).long().cpu())
+        seen += len(out)
     if not features:
         raise ValueError("extract_features: the loader yielded no batches")
     feats = torch.cat(features).numpy().astype(np.float32, copy=False)
     labs = torch.cat(labels).numpy().astype(np.int64, copy=False)
-    if not np.isfinite(feats).all():
-        raise NonFiniteError("the encoder produced NaN or Inf features: its weights or the input points are not finite")
     return feats, labs
 
 
