@@ -132,11 +132,19 @@ def test_a_missing_data_root_is_one_line_naming_it(tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_train_together_under_torchrun(synthetic_root, tmp_path):
-    process = subprocess.run(
+    # Its own session: on a timeout the whole group (launcher and workers) is killed, none left behind.
+    process = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train.py",
          *tiny_args(synthetic_root, tmp_path, "optim.epochs=1", "optim.batch_size=4")],
-        cwd=REPO, env=SINGLE_THREAD, capture_output=True, text=True, timeout=300)
-    assert process.returncode == 0, process.stderr[-3000:]
+        cwd=REPO, env=SINGLE_THREAD, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    try:
+        _, err = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        _, err = process.communicate()
+        pytest.fail(f"torchrun did not finish within 300 s: {err[-3000:]}")
+    assert process.returncode == 0, err[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["world_size"] == 2
     # Each process takes half of the 26 objects: 13 // 4 = 3 steps per epoch, not the 6 of a single process.
