@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from engine.trainer import move_to_device
 from utils.errors import NonFiniteError
+from utils.files import atomic_write
 
 # --------------------------------------------------------------------------------------------------------------
 # Inference and feature extraction
@@ -400,8 +401,5 @@ def plot_tsne(features, labels, path, class_names: Sequence[str] | None = None, 
         ax.legend(markerscale=3, fontsize=8, loc="best")
     ax.set_xticks([])
     ax.set_yticks([])
-    folder = os.path.dirname(os.fspath(path))
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    fig.savefig(path, format="png", bbox_inches="tight")
+    atomic_write(path, lambda file: fig.savefig(file, format="png", bbox_inches="tight"))
     return emb

@@ -45,7 +45,7 @@ from utils.checkpoint import atomic_save, load_checkpoint_file
 from utils.config import (Config, Fraction, NonNegativeFloat, NonNegativeInt, OneOf, Pattern, PositiveFloat,
                           PositiveInt, save_config)
 from utils.errors import CheckpointError, ConfigError, Interrupted, UserError
-from utils.files import make_folder, remove_stale_temporaries, update_json
+from utils.files import atomic_write, make_folder, remove_stale_temporaries, update_json
 from utils.signals import StopSignals, signal_name
 from utils.seeding import rng_states, seed_everything, set_rng_states
 
@@ -294,6 +294,8 @@ class Trainer:
         # Read and checked before any other work or write: a refused resume leaves the run directory as it was.
         self._accepted_changes: list[dict] = []
         self._resume_path, self._resume_from = self._read_resume()
+        if runtime.is_main:  # an output path under a regular file fails here, before any work
+            make_folder(self.run_dir)
 
         module = module.to(runtime.device)
         self._stop_group = None
@@ -738,5 +740,5 @@ def plot_curves(csv_path: Path, png_path: Path) -> None:
         axis.legend(fontsize="small")
         axis.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(png_path, dpi=110)
+    atomic_write(png_path, lambda file: figure.savefig(file, format="png", dpi=110))
     plt.close(figure)
