@@ -57,6 +57,10 @@ def inference(forward: Callable[[Mapping], torch.Tensor], module: torch.nn.Modul
         module.train(was_training)
 
 
+# Larger features overflow the float32 Gram matrix of the linear SVM (sums of 2048 products, max ~3.4e38).
+FEATURE_LIMIT = 1e15
+
+
 def extract_features(encoder: torch.nn.Module, loader, device, amp_dtype: torch.dtype | None = None,
                      desc: str | None = None):
     """Frozen features of every item of `loader` (batches with `points` and `label`).
@@ -76,7 +80,7 @@ def extract_features(encoder: torch.nn.Module, loader, device, amp_dtype: torch.
     features, labels, seen = [], [], 0
     for out, batch in inference(forward, encoder, loader, device, amp_dtype, desc):
         out = out.reshape(out.shape[0], -1).cpu()
-        finite = torch.isfinite(out).all(dim=1)
+        finite = (out.abs() <= FEATURE_LIMIT).all(dim=1)  # False for NaN and Inf too
         if not finite.all():
             first = seen + int((~finite).nonzero()[0])
             largest = float(batch["points"].abs().max())
@@ -85,7 +89,8 @@ def extract_features(encoder: torch.nn.Module, loader, device, amp_dtype: torch.
                      "normalised to" if largest > 1e3 else "the encoder's weights are not finite or overflow")
             root = getattr(loader.dataset, "root", None)
             source = f"{type(loader.dataset).__name__}" + (f" in {root}" if root is not None else "")
-            raise NonFiniteError(f"{where}the encoder produced NaN or Inf features for item {first} of {source}: "
+            raise NonFiniteError(f"{where}the encoder produced NaN, Inf or overflowing (> {FEATURE_LIMIT:g}) "
+                                 f"features for item {first} of {source}: "
                                  f"{cause}")
         features.append(out)
         labels.append(torch.as_tensor(batch["label"]).reshape(-1).long().cpu())

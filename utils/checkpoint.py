@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import re
@@ -86,6 +87,8 @@ def load_checkpoint_file(path: str | os.PathLike) -> dict:
     except EOFError:
         raise CheckpointError(f"{path}: empty or truncated file") from None
     except OSError as error:
+        if error.errno == errno.EINVAL:  # torch's zip reader seeking past the end of a cut-off archive
+            raise CheckpointError(f"{path}: truncated or corrupted (not a complete torch zip archive)") from None
         raise CheckpointError(f"{path}: cannot read ({error.strerror or error})") from None
     except RuntimeError as error:
         message = str(error)
