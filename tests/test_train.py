@@ -99,6 +99,43 @@ def test_a_run_killed_with_sigkill_and_resumed_ends_bit_identical(synthetic_root
     assert straight_metrics["test"] == resumed_metrics["test"]
 
 
+@pytest.mark.slow
+def test_sigterm_and_sigint_save_say_how_to_resume_and_the_resumed_run_ends_bit_identical(synthetic_root, tmp_path):
+    args = lambda out, *extra: tiny_args(synthetic_root, out, *extra)  # noqa: E731
+    straight = run_train(args(tmp_path / "straight"))
+    stopped = {signal.SIGTERM: run_train(args(tmp_path / "SIGTERM")), signal.SIGINT: run_train(args(tmp_path / "SIGINT"))}
+    pending = dict(stopped)
+    deadline = time.time() + 240
+    while pending and time.time() < deadline:
+        for signum, process in list(pending.items()):
+            curves = tmp_path / signum.name / "curves.csv"
+            if curves.exists() and len(curves.read_text().splitlines()) >= 3:  # header + 2 steps
+                process.send_signal(signum)
+                del pending[signum]
+        time.sleep(0.05)
+    assert not pending, "no run reached its second step in time"
+    for signum, process in stopped.items():
+        _, err = process.communicate(timeout=300)
+        out = tmp_path / signum.name
+        assert process.returncode == 128 + signum, err[-2000:]
+        assert "Traceback" not in err
+        lines = [line for line in err.splitlines() if "error:" in line]
+        assert len(lines) == 1 and f"interrupted by {signum.name} after step" in lines[0], err[-2000:]
+        assert f"resume=auto (out={out})" in lines[0]
+        assert not list(out.glob(".*.tmp")), "a temporary file was left behind"
+        assert load_checkpoint_file(out / "last.pt")["step"] < 6  # stopped before the end
+    resumed = {signum: run_train(args(tmp_path / signum.name, "resume=auto")) for signum in stopped}
+    for process in [straight, *resumed.values()]:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-2000:]
+    for signum in stopped:
+        for (name, x), y in zip(model_state(tmp_path / "straight").items(), model_state(tmp_path / signum.name).values()):
+            assert torch.equal(x, y), (signum.name, name)
+        metrics = [json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("straight", signum.name)]
+        assert metrics[0]["test"] == metrics[1]["test"]
+        assert metrics[0]["best"] == metrics[1]["best"]
+
+
 def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoint(synthetic_root, tmp_path):
     # An absurd learning rate drives the weights to Inf within a few steps.
     process = run_train(tiny_args(synthetic_root, tmp_path, "optim.epochs=4", "optim.lr=1e30",
