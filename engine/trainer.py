@@ -293,6 +293,7 @@ class Trainer:
         self.stop: StopSignals | None = None
         # Read and checked before any other work or write: a refused resume leaves the run directory as it was.
         self._accepted_changes: list[dict] = []
+        self._saved_step: int | None = None  # the step of the last.pt on disk
         self._resume_path, self._resume_from = self._read_resume()
         if runtime.is_main:  # an output path under a regular file fails here, before any work
             make_folder(self.run_dir)
@@ -352,6 +353,8 @@ class Trainer:
         checkpoint = self._checkpoint()  # every rank joins the RNG gather
         if self.runtime.is_main:
             atomic_save(checkpoint, self.run_dir / name)
+        if name == LAST_CHECKPOINT:
+            self._saved_step = self.state.step
 
     def _read_resume(self) -> tuple[Path | None, dict | None]:
         resume = self.cfg.resume
@@ -425,6 +428,8 @@ class Trainer:
                             list(checkpoint.get("resume_changes", [])) + self._accepted_changes)
         if self.runtime.is_main:
             print(f"resumed from {path}: epoch {self.state.epoch}, step {self.state.step}", file=sys.stderr)
+        if Path(path) == self.run_dir / LAST_CHECKPOINT:
+            self._saved_step = self.state.step
             for change in self._accepted_changes:
                 print(f"note: resume_allow: {change['key']} changed from {change['old']!r} to {change['new']!r} "
                       f"at step {change['step']} (recorded in metrics.json)", file=sys.stderr)
@@ -588,7 +593,8 @@ class Trainer:
 
     def _interrupted(self, signum: int, when: str) -> Interrupted:
         last = self.run_dir / LAST_CHECKPOINT
-        kept = f"saved {last} (step {self.state.step})" if last.exists() else "no checkpoint was saved yet"
+        kept = f"{last} holds step {self._saved_step}" if self._saved_step is not None else \
+            "no checkpoint of this run was saved yet"
         return Interrupted(f"interrupted by {signal_name(signum)} {when}; {kept}. To continue, run the same "
                            f"command with resume=auto (out={self.run_dir})", signum)
 

@@ -28,9 +28,11 @@ class OutputError(UserError):
     """A file or folder of the run cannot be written: disk full, read-only folder, a path under a regular file."""
 
 
-class Interrupted(UserError):
-    """SIGINT or SIGTERM stopped the run at a step boundary; the message says how to continue. The exit status
-    is the shell's convention for a death by that signal (128 + its number: 130, 143)."""
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM stopped the script; the message says what was kept and how to continue. The exit status
+    is the shell's convention for a death by that signal (128 + its number: 130, 143). Like KeyboardInterrupt it
+    is not an Exception, so that no `except Exception` on the way (a dataset reporting a bad file, say)
+    mistakes it for an error of its own."""
 
     def __init__(self, message: str, signum: int):
         super().__init__(message)
@@ -51,7 +53,7 @@ def exit_on_user_error(main):
         except KeyboardInterrupt:  # SIGINT where no handler of ours could be installed (not the main thread)
             print("error: interrupted by SIGINT", file=sys.stderr)
             raise SystemExit(130) from None
-        except UserError as error:
+        except (UserError, Interrupted) as error:
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(getattr(error, "exit_code", 2)) from None
 
