@@ -28,6 +28,16 @@ def signal_name(signum: int) -> str:
     return signal.Signals(signum).name
 
 
+def _in_finalizer(frame) -> bool:
+    """Whether `frame` or a caller is a __del__ or a weakref callback (run by the garbage collector)."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "__del__" or os.path.basename(code.co_filename) in ("weakref.py", "_weakrefset.py"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 class StopSignals:
     def __init__(self):
         self.signum: int | None = None
@@ -46,6 +56,12 @@ class StopSignals:
         if first:
             self.signum = signum
         if not self._deferring or not first:
+            if _in_finalizer(frame):
+                # Python prints and drops an exception raised in a finalizer ("Exception ignored in ..."): ask
+                # again in a moment, when the interpreter is back in ordinary code.
+                threading.Timer(0.05, os.kill, (self._pid, signum)).start()
+                self.signum = None if first else self.signum
+                return
             raise Interrupted(f"interrupted by {signal_name(signum)}", signum)
 
     def __enter__(self) -> "StopSignals":
