@@ -6,7 +6,10 @@ Layout (docs/protocol.md section 1; data/README.md), under one data root::
     ShapeNetRendering/<synset>/<model_id>/rendering/NN.png        RGBA views (137 x 137 in the release)
 
 There is no index file: the sample list is the sorted glob of the PLYs, each joined with its PNG views.
-Objects without any PNG are skipped; they are listed in ``skipped`` and reported once at construction.
+Objects without any PNG, and clouds whose PLY header declares fewer than MIN_POINTS vertices, are skipped;
+they are listed in ``skipped`` and reported in one warning line at construction. Reading the header costs one
+small read per object, like the listing of its rendering folder; the coordinates are not read at scan time
+(43k files), so a cloud whose points all coincide is found when it is loaded: a DataError naming the file.
 
 Speed: an item is one PLY read, one PNG decode, two point augmentations and the image pipeline. The image
 work is done at the stored resolution (composite, colour jitter, flip, grayscale) and upsampled once at the
@@ -37,6 +40,11 @@ from .h5 import checked_index, oneline, resolve_root
 from .transforms import NormalizeUnitSphere, pretrain_augmentation
 
 log = logging.getLogger(__name__)
+
+# Fewer points than this span no surface: nothing for two augmented views or a kNN graph to work with.
+MIN_POINTS = 3
+# Squared norms of larger coordinates overflow float32 (max ~3.4e38) when a cloud is normalised.
+MAX_COORDINATE = 1e18
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -143,7 +151,31 @@ def _check_cloud(path: Path, points: np.ndarray) -> np.ndarray:
         raise DataError(f"{path}: PLY has no vertices")
     if not np.isfinite(points).all():
         raise DataError(f"{path}: PLY has NaN/Inf coordinates")
+    largest = float(np.abs(points).max())
+    if largest > MAX_COORDINATE:
+        raise DataError(f"{path}: PLY coordinates up to {largest:.3g} are too large to normalise "
+                        f"(|x| <= {MAX_COORDINATE:g} expected)")
+    if len(points) > 1 and not (points != points[0]).any():
+        raise DataError(f"{path}: all {len(points)} points of the cloud coincide (a degenerate cloud); "
+                        "remove the object or fix its PLY")
     return points
+
+
+def ply_vertex_count(path: Path | str) -> int | None:
+    """The vertex count a PLY header declares, from its first 4 KiB; None when it cannot be told there."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(4096)
+    except OSError:
+        return None
+    end = head.find(b"end_header")
+    if not head.startswith(b"ply") or end < 0:
+        return None
+    for line in head[:end].split(b"\n"):
+        words = line.split()
+        if len(words) == 3 and words[0] == b"element" and words[1] == b"vertex" and words[2].isdigit():
+            return int(words[2])
+    return None
 
 
 def read_png_rgba(path: Path | str) -> torch.Tensor:
@@ -236,7 +268,8 @@ class ShapeNetRender(Dataset):
         wanted = None if synsets is None else {str(s) for s in synsets}
         objects: list[tuple[str, str]] = []
         views: list[tuple[str, ...]] = []
-        skipped: list[str] = []
+        skipped: list[str] = []  # without rendered views
+        tiny: list[str] = []  # fewer than MIN_POINTS vertices
         try:
             synset_names = sorted(e.name for e in os.scandir(cloud_dir) if e.is_dir())
         except OSError as error:
@@ -261,20 +294,27 @@ class ShapeNetRender(Dataset):
                 if not names:
                     skipped.append(f"{synset}/{model_id}")
                     continue
+                count = ply_vertex_count(cloud_dir / synset / f"{model_id}.ply")
+                if count is not None and count < MIN_POINTS:
+                    tiny.append(f"{synset}/{model_id}")
+                    continue
                 objects.append((sys.intern(synset), model_id))
                 views.append(tuple(names))
         if wanted is not None and not wanted & set(synset_names):
             raise DataError(f"{cloud_dir}: none of the synsets {sorted(wanted)} present")
+        reasons = ([f"{len(skipped)} without rendered PNG views under {render_dir} (e.g. {skipped[0]})"]
+                   if skipped else []) + \
+                  ([f"{len(tiny)} with fewer than {MIN_POINTS} points (e.g. {tiny[0]})"] if tiny else [])
         if not objects:
-            raise DataError(f"{cloud_dir}: no .ply object with rendered PNG views under {render_dir}"
-                            + (f" ({len(skipped)} objects without PNGs)" if skipped else ""))
+            raise DataError(f"{cloud_dir}: no usable .ply object" + (f" ({'; '.join(reasons)})" if reasons else
+                                                                    f" with rendered PNG views under {render_dir}"))
         self.objects = objects
         self.views = views
-        self.skipped = skipped
-        self.num_skipped = len(skipped)
-        if skipped:
-            log.warning("ShapeNetRender: skipped %d of %d objects without rendered PNG views under %s "
-                        "(e.g. %s)", len(skipped), len(skipped) + len(objects), render_dir, skipped[0])
+        self.skipped = skipped + tiny
+        self.num_skipped = len(self.skipped)
+        if reasons:
+            log.warning("ShapeNetRender: skipped %d of %d objects: %s", self.num_skipped,
+                        self.num_skipped + len(objects), "; ".join(reasons))
 
     def __len__(self) -> int:
         return len(self.objects)

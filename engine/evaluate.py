@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from engine.trainer import move_to_device
 from utils.errors import NonFiniteError
+from utils.files import atomic_write
 
 # --------------------------------------------------------------------------------------------------------------
 # Inference and feature extraction
@@ -56,6 +57,10 @@ def inference(forward: Callable[[Mapping], torch.Tensor], module: torch.nn.Modul
         module.train(was_training)
 
 
+# Larger features overflow the float32 Gram matrix of the linear SVM (sums of 2048 products, max ~3.4e38).
+FEATURE_LIMIT = 1e15
+
+
 def extract_features(encoder: torch.nn.Module, loader, device, amp_dtype: torch.dtype | None = None,
                      desc: str | None = None):
     """Frozen features of every item of `loader` (batches with `points` and `label`).
@@ -72,16 +77,28 @@ def extract_features(encoder: torch.nn.Module, loader, device, amp_dtype: torch.
                             "tensor (B, F); pass the backbone that returns the representation")
         return out
 
-    features, labels = [], []
+    features, labels, seen = [], [], 0
     for out, batch in inference(forward, encoder, loader, device, amp_dtype, desc):
-        features.append(out.reshape(out.shape[0], -1).cpu())
+        out = out.reshape(out.shape[0], -1).cpu()
+        finite = (out.abs() <= FEATURE_LIMIT).all(dim=1)  # False for NaN and Inf too
+        if not finite.all():
+            first = seen + int((~finite).nonzero()[0])
+            largest = float(batch["points"].abs().max())
+            where = f"{desc}: " if desc else ""
+            cause = (f"its input coordinates reach {largest:.3g}, far outside the unit sphere the data should be "
+                     "normalised to" if largest > 1e3 else "the encoder's weights are not finite or overflow")
+            root = getattr(loader.dataset, "root", None)
+            source = f"{type(loader.dataset).__name__}" + (f" in {root}" if root is not None else "")
+            raise NonFiniteError(f"{where}the encoder produced NaN, Inf or overflowing (> {FEATURE_LIMIT:g}) "
+                                 f"features for item {first} of {source}: "
+                                 f"{cause}")
+        features.append(out)
         labels.append(torch.as_tensor(batch["label"]).reshape(-1).long().cpu())
+        seen += len(out)
     if not features:
         raise ValueError("extract_features: the loader yielded no batches")
     feats = torch.cat(features).numpy().astype(np.float32, copy=False)
     labs = torch.cat(labels).numpy().astype(np.int64, copy=False)
-    if not np.isfinite(feats).all():
-        raise NonFiniteError("the encoder produced NaN or Inf features: its weights or the input points are not finite")
     return feats, labs
 
 
@@ -389,8 +406,5 @@ def plot_tsne(features, labels, path, class_names: Sequence[str] | None = None, 
         ax.legend(markerscale=3, fontsize=8, loc="best")
     ax.set_xticks([])
     ax.set_yticks([])
-    folder = os.path.dirname(os.fspath(path))
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    fig.savefig(path, format="png", bbox_inches="tight")
+    atomic_write(path, lambda file: fig.savefig(file, format="png", bbox_inches="tight"))
     return emb

@@ -12,11 +12,22 @@ It knows nothing of point clouds. It is handed
 
 and it does the rest: device and torchrun/DDP set-up, AMP, the cosine schedule stepped per iteration, tqdm,
 TensorBoard, metrics.json, atomic checkpoints with every generator's state, resume, and a NaN/Inf guard.
+
+Stopping and resuming
+- SIGINT / SIGTERM: the current step finishes, last.pt is saved, and the run stops with one line saying how to
+  continue (`resume=auto`), exit status 130 / 143. A signal during validation or the test stops at once and
+  keeps the last.pt saved before; a signal during a save lets the save finish (a second one aborts it, and the
+  temporary file is removed).
+- A resume must not change the run: the checkpoint's config is compared with this one, and a difference in any
+  key outside ALWAYS_ALLOWED is refused, unless the key is listed in `resume_allow` (then it is recorded in
+  metrics.json as `resume_changes`). Nothing in the run directory is written before that check passes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import gc
 import math
 import sys
 import time
@@ -33,9 +44,10 @@ from utils import distributed
 from utils.checkpoint import atomic_save, load_checkpoint_file
 from utils.config import (Config, Fraction, NonNegativeFloat, NonNegativeInt, OneOf, Pattern, PositiveFloat,
                           PositiveInt, save_config)
-from utils.errors import CheckpointError, ConfigError, UserError
+from utils.errors import CheckpointError, ConfigError, Interrupted, UserError
 from utils.fast_cuda import enable_fast_cuda
-from utils.files import update_json
+from utils.files import atomic_write, make_folder, remove_stale_temporaries, update_json
+from utils.signals import StopSignals, signal_name
 from utils.seeding import rng_states, seed_everything, set_rng_states
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -79,8 +91,39 @@ class RunConfig:
     device: DEVICE = "auto"  # auto: CUDA when present, else the CPU
     out: str = "runs/run"  # the run directory: config.yaml, metrics.json, checkpoints, tensorboard/, curves
     resume: str | None = None  # null | auto (<out>/last.pt when it exists) | path/to/last.pt
+    # keys (dotted; a section name covers its keys) whose change a resume accepts, e.g. [optim.epochs]; the
+    # accepted changes are recorded in metrics.json. ALWAYS_ALLOWED keys never need it.
+    resume_allow: list[str] = field(default_factory=list)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# Keys that say where and how fast a run goes, not what it computes: a resume may change them freely. `device`
+# moves the run to other hardware, whose float rounding differs as on any other machine.
+ALWAYS_ALLOWED = ("out", "resume", "resume_allow", "device", "data.root", "train.num_workers", "train.log_every",
+                  "train.checkpoint_every_steps")
+
+
+def flatten(data: Mapping, prefix: str = "") -> dict[str, Any]:
+    """{'optim': {'lr': 1}} -> {'optim.lr': 1}"""
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _covered(key: str, prefixes) -> bool:
+    return any(key == prefix or key.startswith(prefix + ".") for prefix in prefixes)
+
+
+def config_changes(old: Mapping, new: Mapping) -> list[tuple[str, Any, Any]]:
+    """(dotted key, old value, new value) for every key whose value differs; a key absent on one side is None."""
+    before, after = flatten(old), flatten(new)
+    return [(key, before.get(key), after.get(key)) for key in sorted(set(before) | set(after))
+            if before.get(key) != after.get(key)]
 
 
 class TrainingDiverged(UserError):
@@ -125,6 +168,7 @@ class _State:
     best_value: float | None = None
     best_epoch: int | None = None
     history: list = field(default_factory=list)
+    resume_changes: list = field(default_factory=list)  # [{step, key, old, new}] accepted by resume_allow
 
 
 def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
@@ -236,19 +280,6 @@ class Trainer:
         self.cfg, self.runtime, self.evaluation = cfg, runtime, evaluation
         self.run_dir = Path(run_dir)
         self.train_set = train_set
-        module = module.to(runtime.device)
-        if runtime.world_size > 1:
-            if cfg.train.sync_bn:
-                module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
-            device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
-            module = nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
-        self.module = module
-        self.task = unwrap(module)
-        # The compiled callable shares the module's parameters; checkpoints keep the plain module's keys.
-        self.forward = torch.compile(module) if cfg.train.compile else module
-        self.optimizer = build_optimizer(self._param_groups(), cfg.optim)
-        # fp16 needs loss scaling against underflow; bf16 has fp32's range and needs none.
-        self.scaler = torch.amp.GradScaler("cuda", enabled=runtime.amp_dtype == torch.float16)
         batch_size = cfg.optim.batch_size
         self.sampler = EpochSampler(len(train_set), cfg.seed, runtime.rank, runtime.world_size)
         steps = len(self.sampler) // batch_size  # drop_last: BatchNorm needs more than one sample
@@ -262,9 +293,31 @@ class Trainer:
         self.collate_fn = collate_fn
         self.state = _State()
         self.writer = None
-        if runtime.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.run_dir / "config.yaml")
+        self.stop: StopSignals | None = None
+        # Read and checked before any other work or write: a refused resume leaves the run directory as it was.
+        self._accepted_changes: list[dict] = []
+        self._saved_step: int | None = None  # the step of the last.pt on disk
+        self._resume_path, self._resume_from = self._read_resume()
+        if runtime.is_main:  # an output path under a regular file fails here, before any work
+            make_folder(self.run_dir)
+
+        module = module.to(runtime.device)
+        self._stop_group = None
+        if runtime.world_size > 1:
+            if cfg.train.sync_bn:
+                module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+            device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+            module = nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
+            # Stop requests are agreed on over gloo, on the CPU (see _stop_agreed).
+            if torch.distributed.get_backend() != "gloo":
+                self._stop_group = torch.distributed.new_group(backend="gloo")
+        self.module = module
+        self.task = unwrap(module)
+        # The compiled callable shares the module's parameters; checkpoints keep the plain module's keys.
+        self.forward = torch.compile(module) if cfg.train.compile else module
+        self.optimizer = build_optimizer(self._param_groups(), cfg.optim)
+        # fp16 needs loss scaling against underflow; bf16 has fp32's range and needs none.
+        self.scaler = torch.amp.GradScaler("cuda", enabled=runtime.amp_dtype == torch.float16)
 
     def _param_groups(self) -> list[dict]:
         groups = self.task.param_groups() if hasattr(self.task, "param_groups") else [
@@ -296,6 +349,7 @@ class Trainer:
             "best_value": self.state.best_value,
             "best_epoch": self.state.best_epoch,
             "history": self.state.history,
+            "resume_changes": self.state.resume_changes,
             "world_size": self.runtime.world_size,
             "config": self.cfg.to_dict(),
         }
@@ -304,19 +358,69 @@ class Trainer:
         checkpoint = self._checkpoint()  # every rank joins the RNG gather
         if self.runtime.is_main:
             atomic_save(checkpoint, self.run_dir / name)
+        if name == LAST_CHECKPOINT:
+            self._saved_step = self.state.step
 
-    def resume(self, path: str | Path) -> None:
+    def _read_resume(self) -> tuple[Path | None, dict | None]:
+        resume = self.cfg.resume
+        if not resume:
+            return None, None
+        path = self.run_dir / LAST_CHECKPOINT if resume == "auto" else Path(resume)
+        if resume == "auto" and not path.exists():
+            return None, None
         checkpoint = load_checkpoint_file(path)
         missing = {"model", "optimizer", "scaler", "rng", "epoch", "step"} - set(checkpoint)
         if missing:
             raise CheckpointError(f"{path}: not a training checkpoint of this repo (missing {sorted(missing)})")
+        self._check_config(path, checkpoint)
+        if checkpoint["epoch"] > self.cfg.optim.epochs:
+            raise ConfigError(f"optim.epochs={self.cfg.optim.epochs}, but {path} has already trained "
+                              f"{checkpoint['epoch']} epochs")
+        return path, checkpoint
+
+    def _check_config(self, path: Path, checkpoint: Mapping) -> None:
+        """Refuse a resume that would change the run, unless the change is allowed (see the module docstring)."""
+        if "config" not in checkpoint:
+            return
+        allowed = list(self.cfg.get("resume_allow", []))
+        current = self.cfg.to_dict()
+        keys = flatten(current)
+        unknown = [key for key in allowed if not any(_covered(k, [key]) for k in keys)]
+        if unknown:
+            raise ConfigError(f"resume_allow: unknown key '{unknown[0]}'")
+        changes = [change for change in config_changes(checkpoint["config"], current)
+                   if not _covered(change[0], ALWAYS_ALLOWED)]
+        refused = [key for key, _, _ in changes if not _covered(key, allowed)]
+        if refused:
+            shown = ", ".join(f"{key} ({before!r} -> {after!r})" for key, before, after in changes
+                              if key in refused[:5])
+            more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""
+            raise ConfigError(f"resume from {path}: the config differs from the run's in {shown}{more}; resume with "
+                              f"the run's values, or accept the change with resume_allow=[{','.join(refused)}]")
+        self._accepted_changes = [{"step": checkpoint["step"], "key": key, "old": before, "new": after}
+                                  for key, before, after in changes]
+
+    def resume(self, path: str | Path, checkpoint: Mapping | None = None) -> None:
+        if checkpoint is None:
+            checkpoint = load_checkpoint_file(path)
+        model = unwrap(self.module)
+        own, theirs = model.state_dict(), checkpoint["model"]
+        missing = [key for key in own if key not in theirs]
+        unexpected = [key for key in theirs if key not in own]
+        mismatched = [key for key in own if key in theirs and tuple(own[key].shape) != tuple(theirs[key].shape)]
+        if missing or unexpected or mismatched:
+            example = (f"e.g. '{mismatched[0]}' is {tuple(theirs[mismatched[0]].shape)} there, "
+                       f"{tuple(own[mismatched[0]].shape)} here" if mismatched else
+                       f"e.g. '{(missing or unexpected)[0]}'")
+            raise CheckpointError(f"{path}: does not fit this model: {len(missing)} missing, {len(unexpected)} "
+                                  f"unexpected and {len(mismatched)} mismatched tensors ({example}); was it "
+                                  "written with another model config?")
+        model.load_state_dict(theirs)
         try:
-            unwrap(self.module).load_state_dict(checkpoint["model"])
-        except RuntimeError as error:
-            first = str(error).strip().splitlines()
-            raise CheckpointError(f"{path}: does not fit this model ({first[1].strip() if len(first) > 1 else first[0]})") from None
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.scaler.load_state_dict(checkpoint["scaler"])
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        except (ValueError, KeyError, RuntimeError) as error:
+            raise CheckpointError(f"{path}: its optimizer state does not fit this run ({error})") from None
         rng = checkpoint["rng"]
         if checkpoint.get("world_size", 1) == self.runtime.world_size:
             set_rng_states(rng[self.runtime.rank])
@@ -325,9 +429,18 @@ class Trainer:
                   f"{self.runtime.world_size}: random streams restart from the seed", file=sys.stderr)
         self.state = _State(checkpoint["epoch"], checkpoint["step"], checkpoint.get("epoch_step", 0),
                             dict(checkpoint.get("epoch_sums", {})), checkpoint.get("best_value"),
-                            checkpoint.get("best_epoch"), list(checkpoint.get("history", [])))
+                            checkpoint.get("best_epoch"), list(checkpoint.get("history", [])),
+                            list(checkpoint.get("resume_changes", [])) + self._accepted_changes)
         if self.runtime.is_main:
             print(f"resumed from {path}: epoch {self.state.epoch}, step {self.state.step}", file=sys.stderr)
+        if Path(path) == self.run_dir / LAST_CHECKPOINT:
+            self._saved_step = self.state.step
+            for change in self._accepted_changes:
+                print(f"note: resume_allow: {change['key']} changed from {change['old']!r} to {change['new']!r} "
+                      f"at step {change['step']} (recorded in metrics.json)", file=sys.stderr)
+            if self.state.epoch >= self.cfg.optim.epochs:
+                print(f"note: {path} has already completed all {self.cfg.optim.epochs} epochs: nothing is left "
+                      "to train; the test is scored again on the selected checkpoint", file=sys.stderr)
 
     # ---------------------------------------------------------------- logging
     def _log_scalars(self, prefix: str, values: Mapping[str, float], step: int) -> None:
@@ -368,6 +481,7 @@ class Trainer:
             "select_metric": self.evaluation.select_metric,
             "best": {"epoch": self.state.best_epoch, "value": self.state.best_value},
             "epochs": self.state.history,
+            **({"resume_changes": self.state.resume_changes} if self.state.resume_changes else {}),
             **(extra or {}),
         })
 
@@ -440,6 +554,12 @@ class Trainer:
             if save_every > 0 and self.state.step % save_every == 0 and not last_in_epoch:
                 self._check_finite(first_bad_step)
                 self.save(LAST_CHECKPOINT)
+            signum = self._stop_agreed()
+            if signum:
+                progress.close()
+                self._check_finite(first_bad_step)
+                self.save(LAST_CHECKPOINT)
+                raise self._interrupted(signum, f"after step {self.state.step} (epoch {epoch + 1})")
         progress.close()
         self._check_finite(first_bad_step)
         return self._epoch_means(sums)
@@ -468,12 +588,50 @@ class Trainer:
                 f"The last good checkpoint in {self.run_dir} is left intact; lower optim.lr, set "
                 "train.grad_clip, or use train.amp=bf16 instead of fp16")
 
+    def _stop_agreed(self) -> int:
+        """The signal that asks this run to stop (0: none), the same on every rank.
+
+        Every rank must stop after the same step, or the others would wait forever in the next collective. The
+        ranks' requests are combined at every step boundary by an all_reduce of one integer over gloo, on the
+        CPU: a host round trip of tens of microseconds (more across nodes) that never waits for the GPU, as an
+        NCCL reduction read back with .item() would; small against a training step. Agreeing only at log
+        points would leave up to train.log_every steps between the signal and the stop, which can exceed a
+        scheduler's grace period (SLURM's default is 30 s before SIGKILL).
+        """
+        signum = self.stop.signum or 0 if self.stop is not None else 0
+        if self.runtime.world_size == 1:
+            return signum
+        flag = torch.tensor([signum], dtype=torch.int64)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX, group=self._stop_group)
+        return int(flag.item())
+
+    def _interrupted(self, signum: int, when: str) -> Interrupted:
+        last = self.run_dir / LAST_CHECKPOINT
+        kept = f"{last} holds step {self._saved_step}" if self._saved_step is not None else \
+            "no checkpoint of this run was saved yet"
+        return Interrupted(f"interrupted by {signal_name(signum)} {when}; {kept}. To continue, run the same "
+                           f"command with resume=auto (out={self.run_dir})", signum)
+
+    @contextlib.contextmanager
+    def _interruptible(self, what: str):
+        """A signal stops an evaluation at once (single process: under torchrun the other ranks wait on rank 0
+        in a collective, so there the signal is served at the next step or epoch boundary)."""
+        if self.stop is None or self.runtime.world_size > 1:
+            yield
+            return
+        try:
+            with self.stop.immediate():
+                yield
+        except Interrupted as error:
+            raise self._interrupted(error.exit_code - 128, f"during {what}") from None
+
     def _validate(self) -> dict[str, float]:
         if self.evaluation.validate is None:
             return {}
         metrics = {}
         if self.runtime.is_main:
-            metrics = self.evaluation.validate(unwrap(self.module))
+            with self._interruptible("validation"):
+                metrics = self.evaluation.validate(unwrap(self.module))
         if self.runtime.world_size > 1:
             shared = [metrics]
             torch.distributed.broadcast_object_list(shared, src=0)
@@ -481,59 +639,77 @@ class Trainer:
         return metrics
 
     def fit(self) -> dict[str, Any]:
+        try:
+            with StopSignals() as self.stop, self.stop.deferred():
+                return self._fit()
+        finally:
+            self.stop = None
+            if self.writer is not None:
+                self.writer.close()
+            # Drop DDP's reducer now, while the process group lives: freed at interpreter exit, after the
+            # group, its destructor can deadlock in gloo's. The script then destroys the group.
+            self.module = unwrap(self.module)
+            gc.collect()
+
+    def _fit(self) -> dict[str, Any]:
         cfg, runtime = self.cfg, self.runtime
-        resume = cfg.resume
-        if resume == "auto":
-            resume = self.run_dir / LAST_CHECKPOINT if (self.run_dir / LAST_CHECKPOINT).exists() else None
-        if resume:
-            self.resume(resume)
-            if runtime.is_main:
-                self._truncate_curves(self.state.step)
         if runtime.is_main:
+            make_folder(self.run_dir)
+            removed = remove_stale_temporaries(self.run_dir)
+            if removed:
+                print(f"note: removed {len(removed)} temporary file(s) that an interrupted save left in "
+                      f"{self.run_dir}", file=sys.stderr)
+        if self._resume_from is not None:
+            self.resume(self._resume_path, self._resume_from)
+            self._resume_from = None
+        if runtime.is_main:
+            save_config(cfg, self.run_dir / "config.yaml")
+            # A run restarted from scratch drops the rows its killed predecessor logged, a resumed one those
+            # logged past its checkpoint.
+            self._truncate_curves(self.state.step)
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.state.step or None)
+            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.state.step)
             print(f"run directory: {self.run_dir} ({self.steps_per_epoch} steps per epoch, "
                   f"{cfg.optim.epochs} epochs, device {runtime.device}, world size {runtime.world_size})",
                   file=sys.stderr)
-        try:
-            for epoch in range(self.state.epoch, cfg.optim.epochs):
-                started = time.perf_counter()
-                train_metrics = self._train_epoch(epoch)
-                end_epoch = getattr(self.task, "end_epoch", None)
-                if end_epoch is not None:
-                    end_epoch()
-                self.state.epoch, self.state.epoch_step, self.state.epoch_sums = epoch + 1, 0, {}
-                record = {"epoch": epoch + 1, "step": self.state.step, "train": train_metrics,
-                          "seconds": round(time.perf_counter() - started, 3)}
-                is_last = epoch + 1 == cfg.optim.epochs
-                if (epoch + 1) % cfg.train.eval_every == 0 or is_last:
-                    val_metrics = self._validate()
-                    record["val"] = val_metrics
-                    self._log_scalars("val", val_metrics, self.state.step)
-                    selected = self.evaluation.select_metric
-                    if selected is not None and selected in val_metrics:
-                        value = val_metrics[selected]
-                        if self.state.best_value is None or value > self.state.best_value:
-                            self.state.best_value, self.state.best_epoch = value, epoch + 1
-                            record["best"] = True
-                            self.save(BEST_CHECKPOINT)
-                self.state.history.append(record)
-                self.save(LAST_CHECKPOINT)
-                self._write_metrics()
-                if runtime.is_main:
-                    shown = ", ".join(f"{k}={v:.4f}" for k, v in {**train_metrics, **record.get("val", {})}.items())
-                    print(f"epoch {epoch + 1}/{cfg.optim.epochs}: {shown}", file=sys.stderr)
-            test_metrics = self._test()
-            self._write_metrics({"test": test_metrics} if test_metrics else None)
+        for epoch in range(self.state.epoch, cfg.optim.epochs):
+            started = time.perf_counter()
+            train_metrics = self._train_epoch(epoch)
+            end_epoch = getattr(self.task, "end_epoch", None)
+            if end_epoch is not None:
+                end_epoch()
+            self.state.epoch, self.state.epoch_step, self.state.epoch_sums = epoch + 1, 0, {}
+            record = {"epoch": epoch + 1, "step": self.state.step, "train": train_metrics,
+                      "seconds": round(time.perf_counter() - started, 3)}
+            is_last = epoch + 1 == cfg.optim.epochs
+            if (epoch + 1) % cfg.train.eval_every == 0 or is_last:
+                val_metrics = self._validate()
+                record["val"] = val_metrics
+                self._log_scalars("val", val_metrics, self.state.step)
+                selected = self.evaluation.select_metric
+                if selected is not None and selected in val_metrics:
+                    value = val_metrics[selected]
+                    if self.state.best_value is None or value > self.state.best_value:
+                        self.state.best_value, self.state.best_epoch = value, epoch + 1
+                        record["best"] = True
+                        self.save(BEST_CHECKPOINT)
+            self.state.history.append(record)
+            self.save(LAST_CHECKPOINT)
+            self._write_metrics()
             if runtime.is_main:
-                self._log_scalars("test", test_metrics, self.state.step)
-                plot_curves(self.run_dir / "curves.csv", self.run_dir / "curves.png")
-            return {"best_epoch": self.state.best_epoch, "best_value": self.state.best_value,
-                    "test": test_metrics, "history": self.state.history}
-        finally:
-            if self.writer is not None:
-                self.writer.close()
+                shown = ", ".join(f"{k}={v:.4f}" for k, v in {**train_metrics, **record.get("val", {})}.items())
+                print(f"epoch {epoch + 1}/{cfg.optim.epochs}: {shown}", file=sys.stderr)
+            signum = self._stop_agreed()
+            if signum:
+                raise self._interrupted(signum, f"after epoch {epoch + 1}")
+        test_metrics = self._test()
+        self._write_metrics({"test": test_metrics} if test_metrics else None)
+        if runtime.is_main:
+            self._log_scalars("test", test_metrics, self.state.step)
+            plot_curves(self.run_dir / "curves.csv", self.run_dir / "curves.png")
+        return {"best_epoch": self.state.best_epoch, "best_value": self.state.best_value,
+                "test": test_metrics, "history": self.state.history}
 
     def _test(self) -> dict[str, float]:
         """Once, at the end, on the weights of the best validation epoch (the last epoch without validation)."""
@@ -545,7 +721,8 @@ class Trainer:
             best = self.run_dir / BEST_CHECKPOINT
             if self.state.best_epoch is not None and best.exists():
                 model.load_state_dict(load_checkpoint_file(best)["model"])
-            metrics = dict(self.evaluation.test(model))
+            with self._interruptible("the test"):
+                metrics = dict(self.evaluation.test(model))
             metrics["selected_epoch"] = self.state.best_epoch or self.state.epoch
             print("test: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                        for k, v in metrics.items()), file=sys.stderr)
@@ -583,5 +760,5 @@ def plot_curves(csv_path: Path, png_path: Path) -> None:
         axis.legend(fontsize="small")
         axis.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(png_path, dpi=110)
+    atomic_write(png_path, lambda file: figure.savefig(file, format="png", dpi=110))
     plt.close(figure)

@@ -135,6 +135,7 @@ def fine_tune(cfg, runtime: Runtime, module: PointSegmentation, report: LoadRepo
     and tests once on it). Returns Trainer.fit()'s result."""
     run_dir = Path(cfg.out)
     resuming = bool(cfg.resume) and (cfg.resume != "auto" or (run_dir / LAST_CHECKPOINT).exists())
+    trainer = Trainer(cfg, runtime, module, train_set, evaluation, run_dir)  # checks a resume before any write
     if runtime.is_main and not resuming:  # a resumed run keeps what its first start recorded
         metrics = {"checkpoint": cfg.checkpoint, "load_report": report_dict(report) if report else None}
         if cfg.eval_initial and evaluation.validate is not None:
@@ -142,7 +143,7 @@ def fine_tune(cfg, runtime: Runtime, module: PointSegmentation, report: LoadRepo
             metrics["initial_val"] = evaluation.validate(module)
             print("before training, val: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics["initial_val"].items()))
         write_json(metrics, run_dir / "metrics.json")
-    return Trainer(cfg, runtime, module, train_set, evaluation, run_dir).fit()
+    return trainer.fit()
 
 
 # ------------------------------------------------------------------------------------------------ scoring

@@ -1,5 +1,7 @@
 """Configs: defaults from code, YAML chains and dotted overrides on top, every key checked, parts by name."""
 
+import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -185,3 +187,61 @@ def _leaves(data, prefix=""):
             yield from _leaves(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}", value
+
+
+def _declared_keys(section, values, prefix=""):
+    """(dotted key, Key) for every leaf of a resolved config, with the declaration it was checked against."""
+    from utils.config import Key, Part, Section, part_keys
+
+    for name, spec in section.keys.items():
+        if isinstance(spec, Key):
+            yield f"{prefix}{name}", spec
+        elif isinstance(spec, Section):
+            yield from _declared_keys(spec, values[name], f"{prefix}{name}.")
+        elif isinstance(spec, Part):
+            chosen = values[name]["name"]
+            yield from _declared_keys(part_keys(spec.registry[chosen]), values[name], f"{prefix}{name}.")
+
+
+def _invalid_values(key):
+    """Values that break each range / choice / pattern of a declared key (none for unchecked keys)."""
+    from utils.config import OneOf, Pattern
+
+    is_list = typing.get_origin(key.type) is list
+    item_type = typing.get_args(key.type)[0] if is_list else key.type
+    for check in key.checks:
+        bad = []
+        if isinstance(check, Range):
+            for bound, outside in ((check.ge, -1), (check.gt, 0), (check.le, 1), (check.lt, 0)):
+                if bound is not None:
+                    bad.append(bound + outside if item_type is int else bound + outside * (abs(bound) * 0.5 + 1))
+        elif isinstance(check, OneOf):
+            bad.append(-99 if all(isinstance(c, int) for c in check.choices) else "no-such-choice")
+        elif isinstance(check, Pattern):
+            bad.append("!!not valid!!")
+        for value in bad:
+            if item_type is int and isinstance(value, float):
+                value = int(value)
+            yield [value] if is_list else value
+
+
+def test_every_declared_range_and_choice_rejects_a_value_outside_it():
+    """Walk every key of every shipped config: where a key declares a range, choices or a pattern, a value
+    outside them is a ConfigError naming the key."""
+    from utils.config import schema_of
+
+    tried = 0
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        chain = [path.name]
+        while (parent := yaml.safe_load((CONFIGS / chain[-1]).read_text()).get("base")) is not None:
+            chain.append(Path(parent).name)
+        schema = SCHEMAS[chain[-1]]
+        cfg = load_config(path, schema=schema)
+        for dotted, key in _declared_keys(schema_of(schema), cfg):
+            for value in _invalid_values(key):
+                override = f"{dotted}={yaml.safe_dump(value, default_flow_style=True).strip()}"
+                override = override.removesuffix("\n...").strip()
+                with pytest.raises(ConfigError, match=f"'{re.escape(dotted)}'"):
+                    load_config(path, [override], schema=schema)
+                tried += 1
+    assert tried > 100, tried  # every shipped config, each of its checked keys

@@ -348,11 +348,15 @@ def test_list_files_naming_missing_h5(synthetic_root, tmp_path):
 def test_bad_ply_and_png(tmp_path):
     root = tiny_render_root(tmp_path)
     ply = root / "ShapeNet" / "02691156" / "abc.ply"
-    write_ply(ply, np.zeros((0, 3)), text=False)
-    assert "no vertices" in assert_data_error(ply, lambda: ShapeNetRender(root)[0])
-    write_ply(ply, np.zeros((0, 3)), text=True)
-    assert "no vertices" in assert_data_error(ply, lambda: ShapeNetRender(root)[0])
-    write_ply(ply, [[0, 0, 0], [np.nan, 1, 1]], text=True)
+    for text in (False, True):  # fewer than MIN_POINTS vertices in the header: skipped at scan time
+        write_ply(ply, np.zeros((0, 3)), text=text)
+        message = assert_data_error(root / "ShapeNet", lambda: ShapeNetRender(root))
+        assert "1 with fewer than 3 points (e.g. 02691156/abc)" in message
+    write_ply(ply, [[0.5, 0.5, 0.5]] * 4, text=True)  # found when loaded: the header alone cannot tell
+    assert "all 4 points of the cloud coincide" in assert_data_error(ply, lambda: ShapeNetRender(root)[0])
+    write_ply(ply, [[1e30, 0, 0], [0, 1, 0], [0, 0, 1]], text=True)
+    assert "too large to normalise" in assert_data_error(ply, lambda: ShapeNetRender(root)[0])
+    write_ply(ply, [[0, 0, 0], [np.nan, 1, 1], [1, 2, 3]], text=True)
     assert "NaN" in assert_data_error(ply, lambda: ShapeNetRender(root)[0])
     ply.write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 100\nproperty float x\n"
                     b"property float y\nproperty float z\nend_header\n" + bytes(40))
@@ -360,7 +364,7 @@ def test_bad_ply_and_png(tmp_path):
     ply.write_bytes(b"\x00garbage")
     assert_data_error(ply, lambda: ShapeNetRender(root)[0])
 
-    write_ply(ply, np.ones((10, 3)), text=False)
+    write_ply(ply, np.arange(30.0).reshape(10, 3), text=False)
     views = root / "ShapeNetRendering" / "02691156" / "abc" / "rendering"
     for png in views.glob("*.png"):
         png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 2)

@@ -172,10 +172,12 @@ def test_partseg_fine_tuning_improves_and_resumes(synthetic_root, tmp_path, caps
     assert (out / "best.pt").exists() and any((out / "tensorboard").iterdir())
     assert "instance mIoU" in capsys.readouterr().out
 
-    main_partseg.main([*args, "optim.epochs=2", "--resume", "auto"])  # continues through the Trainer
+    # continues through the Trainer; a longer run is a change of the run, accepted explicitly
+    main_partseg.main([*args, "optim.epochs=2", "--resume", "auto", "resume_allow=[optim.epochs]"])
     assert "resumed from" in capsys.readouterr().err
     metrics = metrics_of(out)
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2] and metrics["epochs"][1]["step"] == 8
+    assert metrics["resume_changes"] == [{"step": 4, "key": "optim.epochs", "old": 1, "new": 2}]
     assert "initial_val" in metrics and "test" in metrics
 
 

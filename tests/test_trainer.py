@@ -207,7 +207,7 @@ def test_compiled_steps_match_eager(tmp_path):
 HOST_READS = ("item", "__int__", "__float__", "__bool__", "cpu")
 # Where the trainer reads values on the host on purpose: the log points (with the NaN check), the epoch's end,
 # checkpoints; and the data loader, which works on the host anyway.
-ALLOWED = {"_log_window", "_check_finite", "_epoch_means", "save", "_get_iterator", "_next_data"}
+ALLOWED = {"_log_window", "_check_finite", "_epoch_means", "save", "_get_iterator", "_next_data", "_stop_agreed"}
 
 
 def test_steps_between_log_points_never_read_device_values(tmp_path, monkeypatch):

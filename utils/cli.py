@@ -44,7 +44,7 @@ def parse_config(prog: str, description: str, default_config: Path | None, schem
     for flag, override, help_text in switches:
         parser.add_argument(flag, action="store_true", help=f"{help_text} (same as {override})")
     parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. optim.lr=5e-4")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides may come before and after the flags
     overrides, seed_list = list(args.overrides), None
     if seeds and args.seeds:
         # `--seeds 0 1 optim.lr=0.05`: argparse hands the overrides that follow --seeds to --seeds

@@ -24,15 +24,37 @@ class NonFiniteError(UserError):
     """NaN or Inf where finite numbers are needed: weights of a checkpoint, input coordinates, features."""
 
 
+class OutputError(UserError):
+    """A file or folder of the run cannot be written: disk full, read-only folder, a path under a regular file."""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM stopped the script; the message says what was kept and how to continue. The exit status
+    is the shell's convention for a death by that signal (128 + its number: 130, 143). Like KeyboardInterrupt it
+    is not an Exception, so that no `except Exception` on the way (a dataset reporting a bad file, say)
+    mistakes it for an error of its own."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
 def exit_on_user_error(main):
-    """Wrap a script's main(): a UserError becomes `error: <message>` on stderr and exit status 2."""
+    """Wrap a script's main(): a UserError becomes `error: <message>` on stderr and exit status 2. SIGINT and
+    SIGTERM become Interrupted (exit status 130 / 143), whose message says what was kept."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
+        from utils.signals import StopSignals  # it raises Interrupted, defined here
+
         try:
-            return main(*args, **kwargs)
-        except UserError as error:
+            with StopSignals():
+                return main(*args, **kwargs)
+        except KeyboardInterrupt:  # SIGINT where no handler of ours could be installed (not the main thread)
+            print("error: interrupted by SIGINT", file=sys.stderr)
+            raise SystemExit(130) from None
+        except (UserError, Interrupted) as error:
             print(f"error: {error}", file=sys.stderr)
-            raise SystemExit(2) from None
+            raise SystemExit(getattr(error, "exit_code", 2)) from None
 
     return wrapper

@@ -9,29 +9,61 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Mapping
 
+from utils.errors import OutputError
+
 TEMP_SUFFIX = ".tmp"
+# `.<name>.<8 characters of mkstemp>.tmp`, the temporary files of atomic_write
+_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX))
+
+
+def describe_os_error(error: OSError) -> str:
+    return error.strerror or str(error) or type(error).__name__
+
+
+def make_folder(folder: str | os.PathLike) -> Path:
+    """mkdir -p, or an OutputError naming the folder and the cause (e.g. a parent that is a regular file)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"{folder}: cannot create the folder (a file of that name, or of a parent's, exists)") \
+            from None
+    except OSError as error:
+        raise OutputError(f"{folder}: cannot create the folder ({describe_os_error(error)})") from None
+    return folder
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
-    """Call `write(file)` on a temporary file in `path`'s folder, fsync it, then rename it over `path`."""
+    """Call `write(file)` on a temporary file in `path`'s folder, fsync it, then rename it over `path`.
+
+    An OSError on the way (disk full, read-only folder, ...) is an OutputError naming `path` and the cause;
+    `path` then still holds its previous content.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    make_folder(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    except OSError as error:
+        raise OutputError(f"{path}: cannot write ({describe_os_error(error)})") from None
     try:
         with os.fdopen(fd, "wb") as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(error, OSError):
+            raise OutputError(f"{path}: cannot write ({describe_os_error(error)}); the previous file, if any, "
+                              "is left as it was") from None
         raise
     try:  # make the rename itself durable
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -43,6 +75,26 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
         pass
     finally:
         os.close(dir_fd)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that a killed atomic_write (SIGKILL, power loss) left in `folder`.
+
+    Call it only where no other process writes into `folder` at the same time (a run's rank 0, at start).
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if _TEMP_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+            except FileNotFoundError:
+                pass
+    return removed
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -35,14 +35,20 @@ DATASET_FOLDERS = ("ShapeNet", "ShapeNetRendering", "modelnet40_ply_hdf5_2048", 
 MARKER = "SYNTHETIC_DATA.txt"
 
 
+class RefusedRoot(FileExistsError):
+    """The output folder holds dataset folders without this script's marker: perhaps the real data."""
+
+
 def _prepare(root):
     """Clear an earlier synthetic copy (stale objects would be globbed by the ShapeNetRender loader), but
     never a folder with dataset folders and no marker: that may be the real data."""
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(20, "not a folder", str(root))
     root.mkdir(parents=True, exist_ok=True)
     existing = [name for name in DATASET_FOLDERS if (root / name).exists()]
     if existing and not (root / MARKER).is_file():
-        raise FileExistsError(f"{root}: holds {', '.join(existing)} but no {MARKER}; refusing to overwrite "
-                              "what may be real data")
+        raise RefusedRoot(f"{root}: holds {', '.join(existing)} but no {MARKER}; refusing to overwrite "
+                          "what may be real data")
     for name in existing:
         shutil.rmtree(root / name)
 
@@ -96,15 +102,33 @@ def format_summary(summary) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="data/synthetic", help="data root to write (default: data/synthetic)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=_seed, default=0)
     parser.add_argument("--size", choices=(*SIZES, *BENCH_SIZES), default="small",
                         help="tiny | small: the five datasets; weighting_tiny | weighting: the loss-weighting "
                              "benchmark (default: small)")
     args = parser.parse_args(argv)
+    # Run as a file, this script cannot import the repository's utils.errors: its errors are reported here.
     try:
         summary = make_synthetic(args.out, seed=args.seed, size=args.size)
-    except FileExistsError as error:
+    except RefusedRoot as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        where = error.filename if error.filename is not None else args.out
+        print(f"error: {where}: cannot write the synthetic data ({error.strerror or error})", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"error: interrupted; {args.out} may hold partial data: run the same command again", file=sys.stderr)
+        return 130
     print(format_summary(summary))
     return 0
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected 0 <= seed < 2**32, got {value}")
+    return value

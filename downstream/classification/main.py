@@ -29,7 +29,7 @@ from tasks.classification import TITLES, ClassificationConfig, evaluate_dataset
 from tasks.encoders import load_encoder_weights, report_dict
 from utils.config import Config, build_part, save_config
 from utils.errors import ConfigError, exit_on_user_error
-from utils.files import write_json
+from utils.files import make_folder, write_json
 
 DEFAULTS = common.CONFIGS / "classification.yaml"
 
@@ -81,7 +81,7 @@ def run(cfg: Config) -> dict:
 
     test, details = {}, {}
     if runtime.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_folder(run_dir)
         save_config(cfg, run_dir / "config.yaml")
         writer = SummaryWriter(str(run_dir / "tensorboard"))
         try:
