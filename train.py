@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.trainer import Trainer, setup_runtime
+from engine.runtime import setup_runtime
+from engine.trainer import Trainer
 from tasks.pretrain import PretrainConfig, build_pretraining
 from utils import distributed
 from utils.cli import parse_config

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from engine.trainer import move_to_device
+from engine.runtime import move_to_device
 from utils.errors import NonFiniteError
 from utils.files import atomic_write
 

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from datasets import ModelNet40, ScanObjectNN
 from engine.evaluate import extract_features, few_shot_accuracy, linear_svm_accuracy, plot_tsne, select_svm_c
-from engine.trainer import RunConfig
+from engine.runtime import RunConfig
 from models.build import BACKBONES
 from utils.config import Config, Length, OneOf, Pattern, PositiveFloat, PositiveInt, Range, choose
 

@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader
 
 from datasets import ModelNet40, ShapeNetRender
 from engine.evaluate import extract_features, linear_svm_accuracy
-from engine.trainer import Evaluation, RunConfig, Runtime
+from engine.runtime import RunConfig, Runtime
+from engine.trainer import Evaluation
 from losses.objective import PretrainObjective, build_objective
 from losses.weighting import WEIGHTERS
 from models.build import adacrossnet, build_model

@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader
 from datasets.s3dis import CLASS_NAMES as S3DIS_CLASSES
 from datasets.shapenet_part import CATEGORY_NAMES, PART_RANGES
 from engine.evaluate import inference
-from engine.trainer import LAST_CHECKPOINT, Evaluation, RunConfig, Runtime, Trainer
+from engine.runtime import RunConfig, Runtime
+from engine.trainer import LAST_CHECKPOINT, Evaluation, Trainer
 from models.build import SEGMENTATION_MODELS
 from models.layouts import LoadReport
 from tasks.encoders import load_encoder_weights, report_dict

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from engine.trainer import (EpochSampler, Evaluation, RunConfig, Trainer, TrainingDiverged, cosine_lr,
-                            resolve_device, setup_runtime)
+from engine.runtime import EpochSampler, RunConfig, cosine_lr, resolve_device, setup_runtime
+from engine.trainer import Evaluation, Trainer, TrainingDiverged
 from utils.checkpoint import load_checkpoint_file
 from utils.config import load_config
 from utils.errors import ConfigError

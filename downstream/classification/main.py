@@ -23,7 +23,7 @@ import yaml
 from torch.utils.tensorboard import SummaryWriter
 
 from downstream import common
-from engine.trainer import setup_runtime
+from engine.runtime import setup_runtime
 from models.build import BACKBONES
 from tasks.classification import TITLES, ClassificationConfig, evaluate_dataset
 from tasks.encoders import load_encoder_weights, report_dict

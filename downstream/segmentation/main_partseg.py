@@ -23,7 +23,8 @@ from pathlib import Path
 from datasets.shapenet_part import ShapeNetPart
 from datasets.transforms import ScaleShift
 from downstream import common
-from engine.trainer import Evaluation, setup_runtime
+from engine.runtime import setup_runtime
+from engine.trainer import Evaluation
 from models.build import build_model
 from tasks import segmentation as seg
 from utils.config import Config

@@ -22,7 +22,8 @@ import numpy as np
 
 from datasets.s3dis import CLASS_NAMES, S3DIS
 from downstream import common
-from engine.trainer import Evaluation, setup_runtime
+from engine.runtime import setup_runtime
+from engine.trainer import Evaluation
 from models.build import build_model
 from tasks import segmentation as seg
 from tasks.segmentation_metrics import SemSegMeter
