@@ -84,7 +84,8 @@ def flatten(data: Mapping, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _covered(key: str, prefixes) -> bool:
+def covered(key: str, prefixes) -> bool:
+    """Whether dotted `key` is one of `prefixes` or lies inside one of them (a section covers its keys)."""
     return any(key == prefix or key.startswith(prefix + ".") for prefix in prefixes)
 
 

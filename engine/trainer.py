@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from engine.runtime import (ALWAYS_ALLOWED, EpochSampler, Runtime, build_optimizer, config_changes, cosine_lr,
-                            move_to_device, unwrap)
+                            covered, flatten, move_to_device, unwrap)
 from utils import distributed
 from utils.checkpoint import atomic_save, load_checkpoint_file
 from utils.config import Config, save_config
@@ -195,12 +195,12 @@ class Trainer:
         allowed = list(self.cfg.get("resume_allow", []))
         current = self.cfg.to_dict()
         keys = flatten(current)
-        unknown = [key for key in allowed if not any(_covered(k, [key]) for k in keys)]
+        unknown = [key for key in allowed if not any(covered(k, [key]) for k in keys)]
         if unknown:
             raise ConfigError(f"resume_allow: unknown key '{unknown[0]}'")
         changes = [change for change in config_changes(checkpoint["config"], current)
-                   if not _covered(change[0], ALWAYS_ALLOWED)]
-        refused = [key for key, _, _ in changes if not _covered(key, allowed)]
+                   if not covered(change[0], ALWAYS_ALLOWED)]
+        refused = [key for key, _, _ in changes if not covered(key, allowed)]
         if refused:
             shown = ", ".join(f"{key} ({before!r} -> {after!r})" for key, before, after in changes
                               if key in refused[:5])
