@@ -20,7 +20,7 @@ from engine.trainer import Evaluation
 from losses.objective import PretrainObjective, build_objective
 from losses.weighting import WEIGHTERS
 from models.build import adacrossnet, build_model
-from utils.config import Length, PositiveFloat, PositiveInt, Range, choose, signature_section
+from utils.config import Length, PositiveFloat, PositiveInt, Range, choose, require_points_for_k, signature_section
 from utils.errors import ConfigError
 
 
@@ -114,18 +114,16 @@ class SvmMonitor:
 def build_pretraining(cfg, runtime: Runtime) -> tuple[ContrastivePretraining, ShapeNetRender, SvmMonitor]:
     """The task, its training set and its monitor, from a resolved PretrainConfig."""
     model_cfg = cfg.model
-    if model_cfg.point_backbone.get("k", 0) > min(cfg.data.num_points, cfg.monitor.num_points):
-        raise ConfigError(f"model.point_backbone.k={model_cfg.point_backbone.k} needs at least that many points, "
-                          f"but data.num_points={cfg.data.num_points} and monitor.num_points="
-                          f"{cfg.monitor.num_points}")
-    train_set = ShapeNetRender(cfg.data.root, num_points=cfg.data.num_points, image_size=cfg.data.image_size,
-                               grayscale=model_cfg.gray_branch, seed=cfg.seed,
-                               background=tuple(cfg.data.background))
-    objective = build_objective(cfg.loss, cfg.weighting, distributed=runtime.world_size > 1)
+    require_points_for_k("model.point_backbone.k", model_cfg.point_backbone.get("k", 0),
+                         {"data.num_points": cfg.data.num_points, "monitor.num_points": cfg.monitor.num_points})
     if cfg.loss.cross_modal == "stacked" and not model_cfg.gray_branch:
         raise ConfigError("loss.cross_modal=stacked needs model.gray_branch=true (or set loss.cross_modal=mean)")
     if cfg.weighting.name == "gradnorm" and runtime.amp_dtype == torch.float16:
         raise ConfigError("weighting.name=gradnorm takes the gradients of the unscaled losses, which can underflow "
                           "in fp16: use train.amp=bf16 or none")
+    objective = build_objective(cfg.loss, cfg.weighting, distributed=runtime.world_size > 1)
+    train_set = ShapeNetRender(cfg.data.root, num_points=cfg.data.num_points, image_size=cfg.data.image_size,
+                               grayscale=model_cfg.gray_branch, seed=cfg.seed,
+                               background=tuple(cfg.data.background))
     module = ContrastivePretraining(build_model(model_cfg), objective)
     return module, train_set, SvmMonitor(cfg.data.root, cfg.monitor, runtime)

@@ -400,6 +400,14 @@ def save_config(cfg: Mapping, path: str | Path) -> None:
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
+def require_points_for_k(key: str, k: int, point_counts: Mapping[str, int]) -> None:
+    """A rule between keys that every point script has: k nearest neighbours need at least k points per cloud.
+    `point_counts` maps the dotted keys of the point counts to their values; a ConfigError names them all."""
+    if any(k > count for count in point_counts.values()):
+        counts = ", ".join(f"{name}={count}" for name, count in point_counts.items())
+        raise ConfigError(f"{key}={k} needs at least that many points per cloud, but {counts}")
+
+
 def build_part(registry: Mapping[str, Callable], section: Mapping, *args, where: str | None = None, **kwargs):
     """`registry[section.name](*args, **kwargs, **the section's other keys)`, the section checked like a config
     file (a section from load_config passes unchanged; a hand-written dict gets the part's defaults).

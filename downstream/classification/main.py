@@ -27,7 +27,7 @@ from engine.runtime import setup_runtime
 from models.build import BACKBONES
 from tasks.classification import TITLES, ClassificationConfig, evaluate_dataset
 from tasks.encoders import load_encoder_weights, report_dict
-from utils.config import Config, build_part, save_config
+from utils.config import Config, build_part, require_points_for_k, save_config
 from utils.errors import ConfigError, exit_on_user_error
 from utils.files import make_folder, write_json
 
@@ -66,11 +66,8 @@ def run(cfg: Config) -> dict:
         raise ConfigError("choose the encoder: --checkpoint PATH (pretrained weights) or --random-init (the "
                           "randomly initialised baseline)" if not cfg.checkpoint else
                           "--checkpoint and --random-init exclude each other: run them separately")
-    k = cfg.model.get("k", 0)
-    points = {"modelnet40": cfg.data.modelnet40_points, "scanobjectnn": cfg.data.scanobjectnn_points}
-    if any(k > points[name] for name in cfg.data.datasets):
-        raise ConfigError(f"model.k={k} needs at least that many points per cloud (data.modelnet40_points="
-                          f"{cfg.data.modelnet40_points}, data.scanobjectnn_points={cfg.data.scanobjectnn_points})")
+    require_points_for_k("model.k", cfg.model.get("k", 0),
+                         {f"data.{name}_points": cfg.data[f"{name}_points"] for name in cfg.data.datasets})
     runtime = setup_runtime(cfg)
     encoder = build_part(BACKBONES, cfg.model)  # seeded by setup_runtime: the random-init baseline
     report = None

@@ -27,8 +27,8 @@ from engine.runtime import setup_runtime
 from engine.trainer import Evaluation
 from models.build import build_model
 from tasks import segmentation as seg
-from utils.config import Config
-from utils.errors import ConfigError, exit_on_user_error
+from utils.config import Config, require_points_for_k
+from utils.errors import exit_on_user_error
 from utils.files import update_json
 
 DEFAULTS = common.CONFIGS / "partseg.yaml"
@@ -46,9 +46,7 @@ def print_table(result: dict, shapes: int) -> None:
 
 
 def run(cfg: Config) -> dict:
-    if cfg.model.k > cfg.data.num_points:
-        raise ConfigError(f"model.k={cfg.model.k} needs at least that many points, data.num_points="
-                          f"{cfg.data.num_points}")
+    require_points_for_k("model.k", cfg.model.k, {"data.num_points": cfg.data.num_points})
     runtime = setup_runtime(cfg)
     module = seg.PointSegmentation(build_model(cfg.model), cfg.loss.label_smoothing, with_category=True)
     report = seg.initial_weights(cfg, module.model, runtime)

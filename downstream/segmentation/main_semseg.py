@@ -28,7 +28,7 @@ from models.build import build_model
 from tasks import segmentation as seg
 from tasks.segmentation_metrics import SemSegMeter
 from utils import distributed
-from utils.config import Config
+from utils.config import Config, require_points_for_k
 from utils.errors import ConfigError, exit_on_user_error
 from utils.files import update_json, write_json
 
@@ -47,9 +47,7 @@ def print_per_class(title: str, result: dict) -> None:
 
 def run_area(cfg: Config) -> dict:
     """Train with Area `data.test_area` held out, select on the val rooms, test once on the test area."""
-    if cfg.model.k > cfg.data.num_points:
-        raise ConfigError(f"model.k={cfg.model.k} needs at least that many points, data.num_points="
-                          f"{cfg.data.num_points}")
+    require_points_for_k("model.k", cfg.model.k, {"data.num_points": cfg.data.num_points})
     runtime = setup_runtime(cfg)
     module = seg.PointSegmentation(build_model(cfg.model), cfg.loss.label_smoothing)
     report = seg.initial_weights(cfg, module.model, runtime)
