@@ -28,7 +28,7 @@ def main(argv=None) -> dict:
         module, train_set, monitor = build_pretraining(cfg, runtime)
         trainer = Trainer(cfg, runtime, module, train_set, monitor.evaluation(), cfg.out)
         metrics_path = Path(cfg.out) / "metrics.json"
-        if runtime.is_main and "random_init" not in read_json(metrics_path):
+        if runtime.is_main and cfg.monitor.random_init and "random_init" not in read_json(metrics_path):
             # The same encoder before any training: the baseline that pretraining must beat. Computed once per
             # run directory (a resumed run keeps the first value), before the first step.
             module.to(runtime.device)
@@ -36,9 +36,10 @@ def main(argv=None) -> dict:
                                                                                    "test")}})
         result = trainer.fit()
         if runtime.is_main:
-            baseline = read_json(metrics_path)["random_init"]["svm_acc"]
+            baseline = read_json(metrics_path).get("random_init")
             print(f"\nModelNet40 linear SVM (C={cfg.monitor.svm_c}), test set, scored once:")
-            print(f"  random init : {100 * baseline:6.2f} %")
+            if baseline is not None:
+                print(f"  random init : {100 * baseline['svm_acc']:6.2f} %")
             print(f"  pretrained  : {100 * result['test']['svm_acc']:6.2f} %   (epoch "
                   f"{result['test']['selected_epoch']}, chosen on the validation split)")
             print(f"run directory: {cfg.out}")

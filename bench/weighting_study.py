@@ -10,7 +10,8 @@ study is continued by running the same command again. At the end, and after ever
   - summary.md / summary.json: per variant, the linear-SVM accuracy on the validation split (the best epoch's,
     which chose the checkpoint) and on the test split (scored once, on that checkpoint), mean +- sample std
     over seeds; the paired difference to the reference variant (static-1:1) on the same seeds, with a 95 %
-    t-interval over seeds; the wall time per run;
+    t-interval over seeds; the wall time per run; the test accuracy of the encoders before training (scored
+    in each seed's first run only: the random initialisation depends on the seed alone);
   - weights.png: the weights of the two losses against the step, per variant (mean over seeds);
   - accuracy.png: test accuracy per variant, every seed and the mean +- std.
 `--variants` takes names from VARIANTS, or custom ones as `label=key=value,key=value`.
@@ -94,6 +95,7 @@ def collect(out: Path, variants: dict, seeds: list[int]) -> dict:
                 continue
             metrics = read_json(directory / "metrics.json")
             rows[seed] = {"val": metrics["best"]["value"], "test": metrics["test"]["svm_acc"],
+                          "random_init": metrics.get("random_init", {}).get("svm_acc"),
                           "epoch": metrics["test"].get("selected_epoch"),
                           "seconds": read_json(directory / "study.json").get("seconds"),
                           "curves": weight_curves(directory / "curves.csv")}
@@ -147,6 +149,10 @@ def summarize(table: dict, seeds: list[int], reference: str = REFERENCE) -> dict
             entry[f"{split}_per_seed"] = {str(s): r[split] for s, r in rows.items()}
         entry["seconds_mean"], _ = mean_std([r["seconds"] for r in rows.values() if r["seconds"] is not None])
         summary["variants"][variant] = entry
+    baselines = {seed: row["random_init"] for rows in table.values() for seed, row in rows.items()
+                 if row["random_init"] is not None}
+    summary["random_init_test_mean"], summary["random_init_test_std"] = mean_std(list(baselines.values()))
+    summary["random_init_seeds"] = sorted(baselines)
     return summary
 
 
@@ -163,6 +169,10 @@ def markdown(summary: dict, command: str) -> str:
              "", f"    {command}", "",
              "| variant | runs | val | test | test - ref [95 % CI] | val - ref [95 % CI] | s / run |",
              "|---|---|---|---|---|---|---|"]
+    if summary["random_init_test_mean"] is not None:
+        std = summary["random_init_test_std"]
+        lines.append(f"| (random init) | {len(summary['random_init_seeds'])} | | {pct(summary['random_init_test_mean'])}"
+                     f"{'' if std is None else ' +- ' + pct(std)} | | | |")
     for variant, e in summary["variants"].items():
         def cell(split):
             mean, std = e[f"{split}_mean"], e[f"{split}_std"]
@@ -261,7 +271,7 @@ def main(argv=None) -> dict:
     total = len(variants) * len(args.seeds)
     number = 0
     for seed in args.seeds:  # seed-major: an interrupted study has every variant on its first seeds
-        for variant, overrides in variants.items():
+        for position, (variant, overrides) in enumerate(variants.items()):
             number += 1
             directory = run_dir(out, variant, seed)
             if finished(directory):
@@ -269,7 +279,9 @@ def main(argv=None) -> dict:
                 continue
             print(f"[{number}/{total}] {variant} seed {seed} -> {directory}", flush=True)
             try:
-                seconds = run_one(args.config, directory, seed, [*args.overrides, *overrides])
+                # the encoder before training depends on the seed only: scored in the seed's first run
+                baseline = [] if position == 0 else ["monitor.random_init=false"]
+                seconds = run_one(args.config, directory, seed, [*args.overrides, *overrides, *baseline])
             except SystemExit as stop:  # train.py printed its one-line error
                 print(f"[{number}/{total}] {variant} seed {seed}: failed (exit {stop.code}); left out", flush=True)
                 continue

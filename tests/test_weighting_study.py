@@ -34,6 +34,13 @@ def test_study_writes_the_summary_and_plots_and_resumes(synthetic_root, tmp_path
     assert other["test_diff_low"] <= other["test_diff"] <= other["test_diff_high"]
     table = (out / "summary.md").read_text()
     assert "| static-1:0 | 2 |" in table and "95 %" in table
+    # The untrained encoder is scored once per seed, in the seed's first run (static-1:1 here).
+    def metrics(variant, seed):
+        return json.loads((out / variant / f"seed_{seed}" / "metrics.json").read_text())
+
+    assert all(0 <= metrics("static-1-1", seed)["random_init"]["svm_acc"] <= 1 for seed in (0, 1))
+    assert all("random_init" not in metrics("static-1-0", seed) for seed in (0, 1))
+    assert on_disk["random_init_seeds"] == [0, 1] and "| (random init) | 2 |" in table
 
     # Half-finished: one run lost its result (as if killed before the test), everything else is kept.
     (out / "static-1-0" / "seed_1" / "metrics.json").unlink()

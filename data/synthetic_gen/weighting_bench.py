@@ -49,9 +49,9 @@ BENCH_SIZES = {
 }
 
 # how loud each factor is in the points (fractions of the shell's size); see the module docstring
-CORE_SCALE = 0.28  # core radius / smallest shell half-extent
-RIB_AMPLITUDE = 0.035  # rib depth / shell half-height
-RIB_CYCLES = 3  # ribs over the shell's height
+CORE_SCALE = 0.45  # core radius / smallest shell half-extent
+RIB_AMPLITUDE = 0.12  # rib depth / shell half-height
+RIB_CYCLES = 2  # ribs over the shell's height
 COAT_HUES = ((0.0, 0.09), (0.55, 0.68))  # plain: reds to oranges; ribbed: cyans to blues
 RENDER_DISTANCE_SCALE = 3.3
 
