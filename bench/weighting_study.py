@@ -77,10 +77,12 @@ def run_one(config: str | None, directory: Path, seed: int, overrides: list[str]
     argv = ([] if config is None else ["--config", config]) + [*overrides, f"seed={seed}", f"out={directory}",
                                                                 "resume=auto"]
     started = time.perf_counter()
-    train.main(argv)
-    record = read_json(directory / "study.json")
-    seconds = record.get("seconds", 0.0) + time.perf_counter() - started
-    write_json({"seconds": seconds, "argv": argv}, directory / "study.json")
+    try:
+        train.main(argv)
+    finally:  # an interrupted run keeps the time it spent: the resumed run adds to it
+        seconds = read_json(directory / "study.json").get("seconds", 0.0) + time.perf_counter() - started
+        if directory.is_dir():  # not when train.py refused its config before making the run directory
+            write_json({"seconds": seconds, "argv": argv}, directory / "study.json")
     return seconds
 
 

@@ -64,7 +64,21 @@ class PointConv(nn.Module):
         return batch_norm_act(self.bn, y, self.negative_slope)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm_act(self.project(x))
+        bn = self.bn
+        if bn.training or bn.running_mean is None or type(bn) is not nn.BatchNorm1d:  # noqa: E721
+            return self.norm_act(self.project(x))
+        # Running statistics: BN is a per-channel affine map, folded into the weight and a bias, so the output
+        # is written once by the matmul instead of being read and rewritten by BN (an eighth of the DGCNN
+        # forward's time on a CPU for the 1024-channel embedding).
+        scale = torch.rsqrt(bn.running_var + bn.eps)
+        if bn.weight is not None:
+            scale = scale * bn.weight
+        shift = -bn.running_mean * scale
+        if bn.bias is not None:
+            shift = shift + bn.bias
+        y = F.linear(x, self.conv.weight.flatten(1) * scale.unsqueeze(1), shift)
+        slope = self.negative_slope
+        return F.relu(y, inplace=True) if slope == 0 else F.leaky_relu(y, slope, inplace=True)
 
 
 class LinearBN(nn.Module):

@@ -57,10 +57,11 @@ from models.common import NEGATIVE_SLOPE, LinearBN, PointConv, check_points
 from utils.config import Fraction, PositiveInt
 
 _KNN_BLOCK = 1 << 25  # elements of the (b, N, N) distance block kept at once on a GPU
-# On the CPU a 16 MiB block: glibc serves blocks up to 32 MiB from its heap once one has been freed, so the
-# same memory is reused block after block; larger ones are fresh mmaps, and page-faulting them in cost more
-# than the matmul that fills them (B=16, N=1024: 64 MiB per kNN, the bmm 4x slower).
-_KNN_BLOCK_CPU = 1 << 22
+# On the CPU a 1 MiB block (256 rows of a 1,024-point cloud): the selection that reads the scores back then
+# finds them in the core's cache instead of main memory. python -m bench.embed measured it against the 16 MiB
+# blocks used before. Small blocks also stay inside glibc's heap, which reuses them (blocks above 32 MiB are
+# fresh mmaps, page-faulted in at a cost larger than the matmul that fills them).
+_KNN_BLOCK_CPU = 1 << 18
 
 
 def knn(x: torch.Tensor, k: int) -> torch.Tensor:
