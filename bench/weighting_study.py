@@ -285,6 +285,10 @@ def main(argv=None) -> dict:
                 baseline = [] if position == 0 else ["monitor.random_init=false"]
                 seconds = run_one(args.config, directory, seed, [*args.overrides, *overrides, *baseline])
             except SystemExit as stop:  # train.py printed its one-line error
+                if stop.code in (130, 143):  # SIGINT / SIGTERM: the run kept its last.pt; the study stops too
+                    print(f"[{number}/{total}] {variant} seed {seed}: interrupted; the same command continues "
+                          f"the study", flush=True)
+                    raise
                 print(f"[{number}/{total}] {variant} seed {seed}: failed (exit {stop.code}); left out", flush=True)
                 continue
             print(f"[{number}/{total}] {variant} seed {seed}: {seconds:.0f} s", flush=True)

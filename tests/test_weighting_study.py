@@ -3,6 +3,8 @@ written, and a half-finished study resumed without re-running what finished."""
 
 import json
 
+import pytest
+
 from bench import weighting_study
 from tests.test_train import TINY
 
@@ -50,3 +52,17 @@ def test_study_writes_the_summary_and_plots_and_resumes(synthetic_root, tmp_path
         ran.append((directory.parent.name, seed)), original(config, directory, seed, overrides))[1])
     weighting_study.main(study(synthetic_root, out))
     assert ran == [("static-1-0", 1)]
+
+
+def test_a_signal_stops_the_study_not_only_its_run(synthetic_root, tmp_path, monkeypatch):
+    """SIGTERM in a run (train.py exits 143) ends the study there, instead of starting the next run."""
+    ran = []
+
+    def interrupted(config, directory, seed, overrides):
+        ran.append((directory.parent.name, seed))
+        raise SystemExit(143)
+
+    monkeypatch.setattr(weighting_study, "run_one", interrupted)
+    with pytest.raises(SystemExit) as stop:
+        weighting_study.main(study(synthetic_root, tmp_path / "study"))
+    assert stop.value.code == 143 and ran == [("static-1-1", 0)]
