@@ -66,3 +66,25 @@ def test_a_signal_stops_the_study_not_only_its_run(synthetic_root, tmp_path, mon
     with pytest.raises(SystemExit) as stop:
         weighting_study.main(study(synthetic_root, tmp_path / "study"))
     assert stop.value.code == 143 and ran == [("static-1-1", 0)]
+
+
+def test_factor_probe_scores_each_factor_and_agrees_with_the_study(tmp_path):
+    """bench.weighting_factors on a finished run of the weighting benchmark: one accuracy per factor, and the
+    label's equal to what the study scored on the same checkpoint (same features, SVM and C)."""
+    from bench import weighting_factors
+    from data.make_synthetic import make_synthetic
+    from data.synthetic_gen.weighting_bench import BENCH_SIZES, CLASS_NAMES
+
+    root, out = tmp_path / "bench", tmp_path / "study"
+    make_synthetic(root, seed=0, size="weighting_tiny")
+    weighting_study.main(["--variants", "static-1:1", "--seeds", "0", "--out", str(out), f"data.root={root}",
+                          *RUN])
+    table = weighting_factors.main([str(out), "--variants", "static-1:1", "--seeds", "0"])
+    scores = table["static-1:1"][0]
+    assert scores.keys() == {"label", "shell", "core", "coat"} and all(0 <= v <= 1 for v in scores.values())
+    studied = json.loads((out / "static-1-1" / "seed_0" / "metrics.json").read_text())["test"]["svm_acc"]
+    test_objects = len(CLASS_NAMES) * BENCH_SIZES["weighting_tiny"]["test_per_class"]
+    assert abs(scores["label"] - studied) <= 1 / test_objects + 1e-12
+    on_disk = json.loads((out / "factors.json").read_text())
+    assert on_disk["variants"]["static-1:1"]["0"] == scores
+    assert "| static-1:1 | 1 |" in (out / "factors.md").read_text()

@@ -106,7 +106,7 @@ def _jobs(per_class, rng):
     return [jobs[i] for i in rng.permutation(len(jobs))]
 
 
-def _factors(label):
+def factors(label):
     return label // (len(CORES) * len(COATS)), (label // len(COATS)) % len(CORES), label % len(COATS)
 
 
@@ -120,7 +120,7 @@ def make_modelnet40_bench(root, seed, cfg):
         label = np.zeros((len(jobs), 1), np.uint8)
         for row, (c, k) in enumerate(jobs):
             rng = stream(seed, TAG_BENCH, SPLIT_CODES[split], c, k)
-            points, _, _ = _object(rng, *_factors(c), POINTS_PER_OBJECT)
+            points, _, _ = _object(rng, *factors(c), POINTS_PER_OBJECT)
             points = normalise_unit_sphere(points) + rng.normal(0, 0.004, points.shape)
             data[row], label[row, 0] = normalise_unit_sphere(points), c
         listed = []
@@ -149,7 +149,7 @@ def make_shapenet_render_bench(root, seed, cfg):
     jobs = _jobs(cfg["pretrain_per_class"], stream(seed, TAG_BENCH, SPLIT_CODES["pretrain"]))
     for c, k in jobs:
         rng = stream(seed, TAG_BENCH, SPLIT_CODES["pretrain"], c, k)
-        shell, core, coat = _factors(c)
+        shell, core, coat = factors(c)
         points, normals, on_shell = _object(rng, shell, core, coat, cfg["ply_points"] + 1500)
         lo, hi = points.min(axis=0), points.max(axis=0)
         points = (points - (lo + hi) / 2) / np.linalg.norm(hi - lo)  # ShapeNet convention: bbox diagonal 1
