@@ -1,15 +1,21 @@
-"""What each run of a weighting study learned, factor by factor, on the weighting benchmark.
+"""Score a weighting study's encoders again, factor by factor, at any SVM C: what each weighting taught.
 
-    python -m bench.weighting_factors runs/weighting_study --variants static-1:0 static-1:1 static-0:1
+    python -m bench.weighting_factors runs/weighting_study --svm-c 3
 
-The benchmark's label is shell x core x coat (data/README.md, "Weighting benchmark"): the core reaches the
-point encoder through the intra-modal loss only, the coat is what the renders show. A linear SVM on one
-factor at a time says which of them an encoder's features carry. For every finished run of the given
-variants (all finished ones by default): the frozen features of its best.pt, the checkpoint the study scored,
-on the trainval and test splits at the run's `monitor.num_points`, and one linear SVM per target (the
-20-class label, the shell, the core, the coat) with the run's `monitor.svm_c`, fit on trainval and scored on
-test, as the study scores the label. Writes `<study>/factors.md` and `factors.json`: test accuracy in %,
-mean +- sample std over seeds.
+The weighting benchmark's label is shell x core x coat (data/README.md, "Weighting benchmark"): the core
+reaches the point encoder through the intra-modal loss only, the coat is what the renders show. One linear
+SVM per target (the 20-class label, the shell, the core, the coat) says which of them the features carry.
+
+For every finished run of the study (or of `--variants` / `--seeds`): the frozen features of its best.pt,
+the checkpoint the study scored, at the run's `monitor.num_points`, on the benchmark's splits; per target a
+linear SVM fit on train and scored on val, and fit on trainval and scored on test, as the study scores the
+label, with C = `--svm-c` (default: the run's own `monitor.svm_c`). The baseline is the same backbone at
+random initialisation, built from the run's config under `torch.manual_seed(seed)`, per seed.
+
+Writes into the study folder `factors.md` and `factors.json` (test accuracy per target, mean +- sample std
+over seeds; the paired difference to static-1:1 on the same seeds with a 95 % t-interval; the label's
+validation accuracy) and `factors_accuracy.png` (the label's test accuracy per variant, every seed). No
+training: a few seconds per run.
 """
 
 from __future__ import annotations
@@ -20,19 +26,23 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 from torch.utils.data import DataLoader
 
-from bench.weighting_study import VARIANTS, finished, mean_std, run_dir
+from bench.weighting_study import REFERENCE, VARIANTS, finished, mean_std, paired_interval, plot_accuracy, run_dir
 from data.synthetic_gen.weighting_bench import CORES, COATS, SHELLS, factors
 from datasets.modelnet40 import ModelNet40
 from engine.evaluate import extract_features, linear_svm_accuracy
+from models.build import BACKBONES
 from tools.common import load_model
+from utils.config import build_part
 from utils.errors import ConfigError, exit_on_user_error
 from utils.files import atomic_write_text, write_json
 
 TARGETS = {"label": len(SHELLS) * len(CORES) * len(COATS), "shell": len(SHELLS), "core": len(CORES),
            "coat": len(COATS)}
+SPLITS = ("train", "val", "trainval", "test")
 
 
 def targets(labels: np.ndarray) -> dict[str, np.ndarray]:
@@ -40,35 +50,82 @@ def targets(labels: np.ndarray) -> dict[str, np.ndarray]:
     return {"label": labels, "shell": shell, "core": core, "coat": coat}
 
 
-def features(encoder, root: str, split: str, num_points: int):
-    loader = DataLoader(ModelNet40(root, split=split, num_points=num_points), batch_size=128, shuffle=False)
-    return extract_features(encoder, loader, "cpu")
+def score(encoder: torch.nn.Module, root: str, num_points: int, c: float) -> dict[str, dict[str, float]]:
+    """{"val": {target: accuracy}, "test": {target: accuracy}} of one encoder (fractions)."""
+    data = {}
+    for split in SPLITS:
+        loader = DataLoader(ModelNet40(root, split=split, num_points=num_points), batch_size=128, shuffle=False)
+        x, y = extract_features(encoder, loader, "cpu")
+        if y.max() >= TARGETS["label"]:
+            raise ConfigError(f"{root}: labels up to {y.max()}, not the weighting benchmark's {TARGETS['label']} "
+                              f"classes (python data/make_synthetic.py --size weighting)")
+        data[split] = (x, targets(y))
+    result = {}
+    for name, (fit, held_out) in {"val": ("train", "val"), "test": ("trainval", "test")}.items():
+        (fit_x, fit_y), (held_x, held_y) = data[fit], data[held_out]
+        result[name] = {t: linear_svm_accuracy(fit_x, fit_y[t], held_x, held_y[t], C=c) for t in TARGETS}
+    return result
 
 
-def factor_accuracies(directory: Path) -> dict[str, float]:
-    """Test accuracy per target of the run's best.pt (fractions)."""
+def score_run(directory: Path, seed: int, svm_c: float | None, baselines: dict) -> dict:
+    """The run's best.pt scored, and the untrained backbone of its config and seed (computed once per seed and
+    setting, kept in `baselines`)."""
     cfg = yaml.safe_load((directory / "config.yaml").read_text())
-    encoder, _ = load_model(directory / "best.pt", "embed")
-    root, num_points, c = cfg["data"]["root"], cfg["monitor"]["num_points"], cfg["monitor"]["svm_c"]
-    train_x, train_y = features(encoder, root, "trainval", num_points)
-    test_x, test_y = features(encoder, root, "test", num_points)
-    if max(train_y.max(), test_y.max()) >= TARGETS["label"]:
-        raise ConfigError(f"{root}: labels up to {max(train_y.max(), test_y.max())}, not the weighting "
-                          f"benchmark's {TARGETS['label']} classes (python data/make_synthetic.py --size weighting)")
-    fit, score = targets(train_y), targets(test_y)
-    return {name: linear_svm_accuracy(train_x, fit[name], test_x, score[name], C=c) for name in TARGETS}
+    root, num_points, backbone = cfg["data"]["root"], cfg["monitor"]["num_points"], cfg["model"]["point_backbone"]
+    c = svm_c if svm_c is not None else cfg["monitor"]["svm_c"]
+    trained, _ = load_model(directory / "best.pt", "embed")
+    key = (seed, root, num_points, c, yaml.safe_dump(backbone, sort_keys=True))
+    if key not in baselines:
+        torch.manual_seed(seed)
+        untrained = build_part(BACKBONES, backbone).eval().requires_grad_(False)
+        baselines[key] = score(untrained, root, num_points, c)["test"]
+    return {"svm_c": c, **score(trained, root, num_points, c), "random_init": baselines[key]}
 
 
-def markdown(table: dict, command: str) -> str:
-    lines = ["Linear-SVM test accuracy in % per target, mean +- sample std over seeds (chance: label 5, shell 20, "
-             "core 50, coat 50).", "", f"    {command}", "",
-             "| variant | runs | " + " | ".join(TARGETS) + " |", "|---|---|" + "---|" * len(TARGETS)]
+def summarize(table: dict, reference: str = REFERENCE) -> dict:
+    """Per variant and target: test mean/std over seeds and the paired difference to the reference."""
+    ref = table.get(reference, {})
+    summary = {}
     for variant, rows in table.items():
-        cells = []
-        for name in TARGETS:
-            mean, std = mean_std([row[name] for row in rows.values()])
-            cells.append("n/a" if mean is None else f"{100 * mean:.1f}" + ("" if std is None else f" +- {100 * std:.1f}"))
-        lines.append(f"| {variant} | {len(rows)} | " + " | ".join(cells) + " |")
+        shared = [s for s in rows if s in ref]
+        entry = {"runs": len(rows), "seeds": sorted(rows)}
+        for target in TARGETS:
+            entry[target] = dict(zip(("mean", "std"), mean_std([r["test"][target] for r in rows.values()])))
+            diff, low, high = paired_interval([rows[s]["test"][target] - ref[s]["test"][target] for s in shared])
+            entry[target].update(diff=diff, low=low, high=high, paired_seeds=len(shared))
+        entry["label_val"] = dict(zip(("mean", "std"), mean_std([r["val"]["label"] for r in rows.values()])))
+        summary[variant] = entry
+    baseline = {s: r["random_init"] for rows in table.values() for s, r in rows.items()}
+    summary["(random init)"] = {"runs": len(baseline), "seeds": sorted(baseline),
+                                **{t: dict(zip(("mean", "std"), mean_std([b[t] for b in baseline.values()])))
+                                   for t in TARGETS}}
+    return summary
+
+
+def _cell(entry: dict) -> str:
+    if entry.get("mean") is None:
+        return "n/a"
+    return f"{100 * entry['mean']:.1f}" + ("" if entry.get("std") is None else f" +- {100 * entry['std']:.1f}")
+
+
+def _diff(entry: dict) -> str:
+    if entry.get("diff") is None or entry.get("low") is None:
+        return "-"
+    star = "*" if entry["low"] > 0 or entry["high"] < 0 else ""
+    return f"{100 * entry['diff']:+.1f} [{100 * entry['low']:+.1f}, {100 * entry['high']:+.1f}]{star}"
+
+
+def markdown(summary: dict, cs: list[float], command: str, reference: str = REFERENCE) -> str:
+    lines = [f"Linear-SVM (C = {', '.join(f'{c:g}' for c in cs)}) test accuracy in % per target, mean +- sample "
+             f"std over seeds; below each, the paired difference to {reference} on the same seeds with its 95 % "
+             "t-interval ('*': it excludes 0). Chance: label 5, shell 20, core 50, coat 50.", "",
+             f"    {command}", "",
+             "| variant | runs | label (val) | label | shell | core | coat |", "|---|---|---|---|---|---|---|"]
+    for variant, entry in summary.items():
+        val = _cell(entry["label_val"]) if "label_val" in entry else ""
+        lines.append(f"| {variant} | {entry['runs']} | {val} | " + " | ".join(_cell(entry[t]) for t in TARGETS) + " |")
+        if variant not in (reference, "(random init)") and any(entry[t].get("low") is not None for t in TARGETS):
+            lines.append("| | | | " + " | ".join(_diff(entry[t]) for t in TARGETS) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -79,30 +136,37 @@ def main(argv=None) -> dict:
     parser.add_argument("study", help="the --out folder of python -m bench.weighting_study")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), metavar="V")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], metavar="S")
+    parser.add_argument("--svm-c", type=float, help="the SVMs' C (default: each run's monitor.svm_c)")
     args = parser.parse_args(argv)
     study = Path(args.study)
     if not study.is_dir():
         raise ConfigError(f"{study}: no such study folder")
-    table = {}
+    if args.svm_c is not None and not args.svm_c > 0:
+        raise ConfigError(f"--svm-c: must be > 0, got {args.svm_c:g}")
+    table, baselines = {}, {}
     for variant in args.variants:
         rows = {}
         for seed in args.seeds:
             directory = run_dir(study, variant, seed)
             if finished(directory):
-                rows[seed] = factor_accuracies(directory)
-                print(f"{variant} seed {seed}: " + ", ".join(f"{k} {100 * v:.1f}" for k, v in rows[seed].items()),
+                rows[seed] = score_run(directory, seed, args.svm_c, baselines)
+                print(f"{variant} seed {seed}: " + ", ".join(f"{t} {100 * v:.1f}" for t, v in rows[seed]["test"].items()),
                       flush=True)
         if rows:
             table[variant] = rows
     if not table:
         raise ConfigError(f"{study}: no finished run of {', '.join(args.variants)} for seeds {args.seeds}")
     command = "python -m bench.weighting_factors " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_json({"command": command, "targets": TARGETS,
-                "variants": {v: {str(s): row for s, row in rows.items()} for v, rows in table.items()}},
+    summary = summarize(table)
+    cs = sorted({row["svm_c"] for rows in table.values() for row in rows.values()})
+    write_json({"command": command, "svm_c": cs, "targets": TARGETS, "summary": summary,
+                "runs": {v: {str(s): row for s, row in rows.items()} for v, rows in table.items()}},
                study / "factors.json")
-    atomic_write_text(study / "factors.md", markdown(table, command))
+    atomic_write_text(study / "factors.md", markdown(summary, cs, command))
+    plot_accuracy({v: [row["test"]["label"] for row in rows.values()] for v, rows in table.items()},
+                  study / "factors_accuracy.png", f"test linear-SVM accuracy (%), C = {', '.join(f'{c:g}' for c in cs)}")
     print("\n" + (study / "factors.md").read_text())
-    return table
+    return summary
 
 
 if __name__ == "__main__":

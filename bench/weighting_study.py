@@ -194,22 +194,34 @@ def markdown(summary: dict, command: str) -> str:
 
 
 def plot(table: dict, summary: dict, out: Path) -> None:
+    variants = [v for v, rows in table.items() if rows]
+    if not variants:
+        return
+    plot_weights({v: [r["curves"] for r in table[v].values()] for v in variants}, out / "weights.png")
+    plot_accuracy({v: [r["test"] for r in table[v].values()] for v in variants}, out / "accuracy.png",
+                  "test linear-SVM accuracy (%)")
+
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    variants = [v for v, rows in table.items() if rows]
-    if not variants:
-        return
-    columns = min(4, len(variants))
-    rows_n = math.ceil(len(variants) / columns)
+    return plt
+
+
+def plot_weights(curves: dict[str, list[dict]], path: Path) -> None:
+    """The weights of the two losses against the step, one panel per variant (mean over its runs)."""
+    plt = _pyplot()
+    columns = min(4, len(curves))
+    rows_n = math.ceil(len(curves) / columns)
     figure, axes = plt.subplots(rows_n, columns, figsize=(3.6 * columns, 2.8 * rows_n), squeeze=False,
                                 sharey=True)
-    for axis, variant in zip(axes.flat, variants):
-        curves = [r["curves"] for r in table[variant].values() if r["curves"].get("step")]
+    for axis, (variant, runs) in zip(axes.flat, curves.items()):
+        runs = [c for c in runs if c.get("step")]
         for key, colour in (("weight_im", "tab:blue"), ("weight_cm", "tab:orange")):
-            usable = [c for c in curves if key in c]
+            usable = [c for c in runs if key in c]
             if not usable:
                 continue
             length = min(len(c[key]) for c in usable)
@@ -219,26 +231,29 @@ def plot(table: dict, summary: dict, out: Path) -> None:
         axis.set_xlabel("step")
         axis.grid(alpha=0.3)
     axes.flat[0].legend(fontsize="small")
-    for axis in list(axes.flat)[len(variants):]:
+    for axis in list(axes.flat)[len(curves):]:
         axis.set_visible(False)
     figure.tight_layout()
-    figure.savefig(out / "weights.png", dpi=100)
+    figure.savefig(path, dpi=100)
     plt.close(figure)
 
-    figure, axis = plt.subplots(figsize=(max(6, 0.8 * len(variants) + 2), 4))
-    for x, variant in enumerate(variants):
-        values = [100 * r["test"] for r in table[variant].values()]
-        axis.scatter([x] * len(values), values, color="tab:gray", s=14, zorder=2)
-        entry = summary["variants"][variant]
-        if entry["test_mean"] is not None:
-            axis.errorbar(x + 0.15, 100 * entry["test_mean"], yerr=100 * (entry["test_std"] or 0), fmt="o",
-                          color="tab:red", capsize=4, zorder=3)
-    axis.set_xticks(range(len(variants)), variants, rotation=35, ha="right", fontsize="small")
-    axis.set_ylabel("test linear-SVM accuracy (%)")
+
+def plot_accuracy(values: dict[str, list[float]], path: Path, ylabel: str) -> None:
+    """Every seed's accuracy (grey) and the mean +- sample std (red) per variant; values are fractions."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(max(6, 0.8 * len(values) + 2), 4))
+    for x, (variant, accuracies) in enumerate(values.items()):
+        percent = [100 * v for v in accuracies]
+        axis.scatter([x] * len(percent), percent, color="tab:gray", s=14, zorder=2)
+        mean, std = mean_std(percent)
+        if mean is not None:
+            axis.errorbar(x + 0.15, mean, yerr=std or 0, fmt="o", color="tab:red", capsize=4, zorder=3)
+    axis.set_xticks(range(len(values)), list(values), rotation=35, ha="right", fontsize="small")
+    axis.set_ylabel(ylabel)
     axis.set_title("every seed (grey) and mean +- std (red)")
     axis.grid(alpha=0.3, axis="y")
     figure.tight_layout()
-    figure.savefig(out / "accuracy.png", dpi=100)
+    figure.savefig(path, dpi=100)
     plt.close(figure)
 
 

@@ -69,22 +69,39 @@ def test_a_signal_stops_the_study_not_only_its_run(synthetic_root, tmp_path, mon
 
 
 def test_factor_probe_scores_each_factor_and_agrees_with_the_study(tmp_path):
-    """bench.weighting_factors on a finished run of the weighting benchmark: one accuracy per factor, and the
-    label's equal to what the study scored on the same checkpoint (same features, SVM and C)."""
+    """bench.weighting_factors on a finished study of the weighting benchmark: one accuracy per factor; at the
+    runs' own C the label's equals what the study scored on the same checkpoint (same features, SVM and C);
+    paired differences to static-1:1; another C re-scores without training."""
     from bench import weighting_factors
     from data.make_synthetic import make_synthetic
     from data.synthetic_gen.weighting_bench import BENCH_SIZES, CLASS_NAMES
 
     root, out = tmp_path / "bench", tmp_path / "study"
     make_synthetic(root, seed=0, size="weighting_tiny")
-    weighting_study.main(["--variants", "static-1:1", "--seeds", "0", "--out", str(out), f"data.root={root}",
-                          *RUN])
-    table = weighting_factors.main([str(out), "--variants", "static-1:1", "--seeds", "0"])
-    scores = table["static-1:1"][0]
-    assert scores.keys() == {"label", "shell", "core", "coat"} and all(0 <= v <= 1 for v in scores.values())
-    studied = json.loads((out / "static-1-1" / "seed_0" / "metrics.json").read_text())["test"]["svm_acc"]
+    weighting_study.main(["--variants", "static-1:1", "static-1:0", "--seeds", "0", "1", "--out", str(out),
+                          f"data.root={root}", *RUN])
+    summary = weighting_factors.main([str(out), "--seeds", "0", "1"])
+    runs = json.loads((out / "factors.json").read_text())["runs"]
     test_objects = len(CLASS_NAMES) * BENCH_SIZES["weighting_tiny"]["test_per_class"]
-    assert abs(scores["label"] - studied) <= 1 / test_objects + 1e-12
-    on_disk = json.loads((out / "factors.json").read_text())
-    assert on_disk["variants"]["static-1:1"]["0"] == scores
-    assert "| static-1:1 | 1 |" in (out / "factors.md").read_text()
+    for variant, seed in [(v, s) for v in ("static-1:1", "static-1:0") for s in (0, 1)]:
+        scores = runs[variant][str(seed)]
+        assert scores["test"].keys() == scores["val"].keys() == scores["random_init"].keys() == {
+            "label", "shell", "core", "coat"}
+        assert all(0 <= v <= 1 for part in ("val", "test", "random_init") for v in scores[part].values())
+        metrics = weighting_study.run_dir(out, variant, seed) / "metrics.json"
+        studied = json.loads(metrics.read_text())["test"]["svm_acc"]
+        assert abs(scores["test"]["label"] - studied) <= 1 / test_objects + 1e-12
+    other = summary["static-1:0"]["core"]
+    diffs = [runs["static-1:0"][s]["test"]["core"] - runs["static-1:1"][s]["test"]["core"] for s in ("0", "1")]
+    assert abs(other["diff"] - sum(diffs) / 2) < 1e-12 and other["low"] <= other["diff"] <= other["high"]
+    assert summary["(random init)"]["runs"] == 2
+    table = (out / "factors.md").read_text()
+    assert "| static-1:0 | 2 |" in table and "| (random init) | 2 |" in table
+    assert (out / "factors_accuracy.png").stat().st_size > 0
+
+    weighting_factors.main([str(out), "--seeds", "0", "--variants", "static-1:1", "--svm-c", "5"])
+    rescored = json.loads((out / "factors.json").read_text())
+    assert rescored["svm_c"] == [5.0] and rescored["runs"]["static-1:1"]["0"]["svm_c"] == 5.0
+    with pytest.raises(SystemExit) as bad:
+        weighting_factors.main([str(out), "--svm-c", "0"])
+    assert bad.value.code == 2

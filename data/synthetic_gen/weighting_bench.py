@@ -13,8 +13,8 @@ The evaluation label is shell x core x coat (20 classes). By design each factor 
 another route: the shell through either loss, the core only through IM (images carry nothing about it, so CM has no
 reason to encode it), the coat mostly through CM (colour is what the images are most about, so matching an
 image pulls the point feature towards the coat; in the points alone the ribs are a small cue among the
-large random proportions that IM uses to tell instances apart). data/README.md ("Weighting benchmark")
-gives what was measured: in this version the coat's ribs turned out too quiet for either loss.
+large random proportions that IM uses to tell instances apart). Whether the losses follow the design is a
+measurement: data/README.md ("Weighting benchmark") gives the study's and bench.weighting_factors' figures.
 """
 
 from __future__ import annotations
