@@ -14,8 +14,9 @@ random initialisation, built from the run's config under `torch.manual_seed(seed
 
 Writes into the study folder `factors.md` and `factors.json` (test accuracy per target, mean +- sample std
 over seeds; the paired difference to static-1:1 on the same seeds with a 95 % t-interval; the label's
-validation accuracy) and `factors_accuracy.png` (the label's test accuracy per variant, every seed). No
-training: a few seconds per run.
+validation accuracy) and `factors_accuracy.png` (the label's test accuracy per variant, every seed); and
+into each run's folder its own `factors.json`, so that running the command again scores only runs that are
+new at that C (a study still running can be scored as it goes). No training: seconds per run.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from models.build import BACKBONES
 from tools.common import load_model
 from utils.config import build_part
 from utils.errors import ConfigError, exit_on_user_error
-from utils.files import atomic_write_text, write_json
+from utils.files import atomic_write_text, read_json, update_json, write_json
 
 TARGETS = {"label": len(SHELLS) * len(CORES) * len(COATS), "shell": len(SHELLS), "core": len(CORES),
            "coat": len(COATS)}
@@ -73,13 +74,18 @@ def score_run(directory: Path, seed: int, svm_c: float | None, baselines: dict) 
     cfg = yaml.safe_load((directory / "config.yaml").read_text())
     root, num_points, backbone = cfg["data"]["root"], cfg["monitor"]["num_points"], cfg["model"]["point_backbone"]
     c = svm_c if svm_c is not None else cfg["monitor"]["svm_c"]
+    saved = read_json(directory / "factors.json")  # scored before at this C: a re-run only adds new runs
+    if f"{c:g}" in saved:
+        return saved[f"{c:g}"]
     trained, _ = load_model(directory / "best.pt", "embed")
     key = (seed, root, num_points, c, yaml.safe_dump(backbone, sort_keys=True))
     if key not in baselines:
         torch.manual_seed(seed)
         untrained = build_part(BACKBONES, backbone).eval().requires_grad_(False)
         baselines[key] = score(untrained, root, num_points, c)["test"]
-    return {"svm_c": c, **score(trained, root, num_points, c), "random_init": baselines[key]}
+    scores = {"svm_c": c, **score(trained, root, num_points, c), "random_init": baselines[key]}
+    update_json(directory / "factors.json", {f"{c:g}": scores})
+    return scores
 
 
 def summarize(table: dict, reference: str = REFERENCE) -> dict:

@@ -68,7 +68,7 @@ def test_a_signal_stops_the_study_not_only_its_run(synthetic_root, tmp_path, mon
     assert stop.value.code == 143 and ran == [("static-1-1", 0)]
 
 
-def test_factor_probe_scores_each_factor_and_agrees_with_the_study(tmp_path):
+def test_factor_probe_scores_each_factor_and_agrees_with_the_study(tmp_path, monkeypatch):
     """bench.weighting_factors on a finished study of the weighting benchmark: one accuracy per factor; at the
     runs' own C the label's equals what the study scored on the same checkpoint (same features, SVM and C);
     paired differences to static-1:1; another C re-scores without training."""
@@ -102,6 +102,10 @@ def test_factor_probe_scores_each_factor_and_agrees_with_the_study(tmp_path):
     weighting_factors.main([str(out), "--seeds", "0", "--variants", "static-1:1", "--svm-c", "5"])
     rescored = json.loads((out / "factors.json").read_text())
     assert rescored["svm_c"] == [5.0] and rescored["runs"]["static-1:1"]["0"]["svm_c"] == 5.0
+    # scored runs are kept per C in the run's folder: a second call recomputes nothing
+    monkeypatch.setattr(weighting_factors, "score", lambda *args: pytest.fail("a scored run was scored again"))
+    again = weighting_factors.main([str(out), "--seeds", "0", "--variants", "static-1:1", "--svm-c", "5"])
+    assert again["static-1:1"]["label"]["mean"] == rescored["runs"]["static-1:1"]["0"]["test"]["label"]
     with pytest.raises(SystemExit) as bad:
         weighting_factors.main([str(out), "--svm-c", "0"])
     assert bad.value.code == 2
