@@ -12,9 +12,9 @@ linear SVM fit on train and scored on val, and fit on trainval and scored on tes
 label, with C = `--svm-c` (default: the run's own `monitor.svm_c`). The baseline is the same backbone at
 random initialisation, built from the run's config under `torch.manual_seed(seed)`, per seed.
 
-Writes into the study folder `factors.md` and `factors.json` (test accuracy per target, mean +- sample std
+Writes into the study folder `factors_C<C>.md` and `.json` (test accuracy per target, mean +- sample std
 over seeds; the paired difference to static-1:1 on the same seeds with a 95 % t-interval; the label's
-validation accuracy) and `factors_accuracy.png` (the label's test accuracy per variant, every seed); and
+validation accuracy) and `factors_C<C>_accuracy.png` (the label's test accuracy per variant, every seed); and
 into each run's folder its own `factors.json`, so that running the command again scores only runs that are
 new at that C (a study still running can be scored as it goes). No training: seconds per run.
 """
@@ -165,13 +165,15 @@ def main(argv=None) -> dict:
     command = "python -m bench.weighting_factors " + " ".join(argv if argv is not None else sys.argv[1:])
     summary = summarize(table)
     cs = sorted({row["svm_c"] for rows in table.values() for row in rows.values()})
+    name = "factors_C" + "-".join(f"{c:g}" for c in cs)  # one set of files per C: re-scoring keeps the others
     write_json({"command": command, "svm_c": cs, "targets": TARGETS, "summary": summary,
                 "runs": {v: {str(s): row for s, row in rows.items()} for v, rows in table.items()}},
-               study / "factors.json")
-    atomic_write_text(study / "factors.md", markdown(summary, cs, command))
+               study / f"{name}.json")
+    atomic_write_text(study / f"{name}.md", markdown(summary, cs, command))
     plot_accuracy({v: [row["test"]["label"] for row in rows.values()] for v, rows in table.items()},
-                  study / "factors_accuracy.png", f"test linear-SVM accuracy (%), C = {', '.join(f'{c:g}' for c in cs)}")
-    print("\n" + (study / "factors.md").read_text())
+                  study / f"{name}_accuracy.png", f"test linear-SVM accuracy (%), C = {', '.join(f'{c:g}' for c in cs)}")
+    print("\n" + (study / f"{name}.md").read_text())
+    print(f"written: {study / name}.md, .json, _accuracy.png")
     return summary
 
 

@@ -81,7 +81,7 @@ def test_factor_probe_scores_each_factor_and_agrees_with_the_study(tmp_path, mon
     weighting_study.main(["--variants", "static-1:1", "static-1:0", "--seeds", "0", "1", "--out", str(out),
                           f"data.root={root}", *RUN])
     summary = weighting_factors.main([str(out), "--seeds", "0", "1"])
-    runs = json.loads((out / "factors.json").read_text())["runs"]
+    runs = json.loads((out / "factors_C0.01.json").read_text())["runs"]  # the runs' own C
     test_objects = len(CLASS_NAMES) * BENCH_SIZES["weighting_tiny"]["test_per_class"]
     for variant, seed in [(v, s) for v in ("static-1:1", "static-1:0") for s in (0, 1)]:
         scores = runs[variant][str(seed)]
@@ -95,12 +95,13 @@ def test_factor_probe_scores_each_factor_and_agrees_with_the_study(tmp_path, mon
     diffs = [runs["static-1:0"][s]["test"]["core"] - runs["static-1:1"][s]["test"]["core"] for s in ("0", "1")]
     assert abs(other["diff"] - sum(diffs) / 2) < 1e-12 and other["low"] <= other["diff"] <= other["high"]
     assert summary["(random init)"]["runs"] == 2
-    table = (out / "factors.md").read_text()
+    table = (out / "factors_C0.01.md").read_text()
     assert "| static-1:0 | 2 |" in table and "| (random init) | 2 |" in table
-    assert (out / "factors_accuracy.png").stat().st_size > 0
+    assert (out / "factors_C0.01_accuracy.png").stat().st_size > 0
 
     weighting_factors.main([str(out), "--seeds", "0", "--variants", "static-1:1", "--svm-c", "5"])
-    rescored = json.loads((out / "factors.json").read_text())
+    rescored = json.loads((out / "factors_C5.json").read_text())
+    assert (out / "factors_C0.01.md").read_text() == table  # another C has its own files
     assert rescored["svm_c"] == [5.0] and rescored["runs"]["static-1:1"]["0"]["svm_c"] == 5.0
     # scored runs are kept per C in the run's folder: a second call recomputes nothing
     monkeypatch.setattr(weighting_factors, "score", lambda *args: pytest.fail("a scored run was scored again"))
