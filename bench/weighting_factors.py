@@ -156,8 +156,8 @@ def main(argv=None) -> dict:
             directory = run_dir(study, variant, seed)
             if finished(directory):
                 rows[seed] = score_run(directory, seed, args.svm_c, baselines)
-                print(f"{variant} seed {seed}: " + ", ".join(f"{t} {100 * v:.1f}" for t, v in rows[seed]["test"].items()),
-                      flush=True)
+                scores = ", ".join(f"{t} {100 * v:.1f}" for t, v in rows[seed]["test"].items())
+                print(f"{variant} seed {seed}: {scores}", flush=True)
         if rows:
             table[variant] = rows
     if not table:
@@ -165,13 +165,14 @@ def main(argv=None) -> dict:
     command = "python -m bench.weighting_factors " + " ".join(argv if argv is not None else sys.argv[1:])
     summary = summarize(table)
     cs = sorted({row["svm_c"] for rows in table.values() for row in rows.values()})
+    c_text = ", ".join(f"{c:g}" for c in cs)
     name = "factors_C" + "-".join(f"{c:g}" for c in cs)  # one set of files per C: re-scoring keeps the others
     write_json({"command": command, "svm_c": cs, "targets": TARGETS, "summary": summary,
                 "runs": {v: {str(s): row for s, row in rows.items()} for v, rows in table.items()}},
                study / f"{name}.json")
     atomic_write_text(study / f"{name}.md", markdown(summary, cs, command))
     plot_accuracy({v: [row["test"]["label"] for row in rows.values()] for v, rows in table.items()},
-                  study / f"{name}_accuracy.png", f"test linear-SVM accuracy (%), C = {', '.join(f'{c:g}' for c in cs)}")
+                  study / f"{name}_accuracy.png", f"test linear-SVM accuracy (%), C = {c_text}")
     print("\n" + (study / f"{name}.md").read_text())
     print(f"written: {study / name}.md, .json, _accuracy.png")
     return summary

@@ -172,8 +172,8 @@ def markdown(summary: dict, command: str) -> str:
              "| variant | runs | val | test | test - ref [95 % CI] | val - ref [95 % CI] | s / run |",
              "|---|---|---|---|---|---|---|"]
     if summary["random_init_test_mean"] is not None:
-        std = summary["random_init_test_std"]
-        lines.append(f"| (random init) | {len(summary['random_init_seeds'])} | | {pct(summary['random_init_test_mean'])}"
+        std, runs = summary["random_init_test_std"], len(summary["random_init_seeds"])
+        lines.append(f"| (random init) | {runs} | | {pct(summary['random_init_test_mean'])}"
                      f"{'' if std is None else ' +- ' + pct(std)} | | | |")
     for variant, e in summary["variants"].items():
         def cell(split):
@@ -193,7 +193,7 @@ def markdown(summary: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(table: dict, summary: dict, out: Path) -> None:
+def plot(table: dict, out: Path) -> None:
     variants = [v for v, rows in table.items() if rows]
     if not variants:
         return
@@ -263,7 +263,7 @@ def report(out: Path, variants: dict, seeds: list[int], command: str) -> dict:
     summary["command"] = command
     write_json(summary, out / "summary.json")
     atomic_write_text(out / "summary.md", markdown(summary, command))
-    plot(table, summary, out)
+    plot(table, out)
     return summary
 
 
