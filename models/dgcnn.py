@@ -58,9 +58,9 @@ from utils.config import Fraction, PositiveInt
 
 _KNN_BLOCK = 1 << 25  # elements of the (b, N, N) distance block kept at once on a GPU
 # On the CPU a 1 MiB block (256 rows of a 1,024-point cloud): the selection that reads the scores back then
-# finds them in the core's cache instead of main memory. python -m bench.embed measured it against the 16 MiB
-# blocks used before. Small blocks also stay inside glibc's heap, which reuses them (blocks above 32 MiB are
-# fresh mmaps, page-faulted in at a cost larger than the matmul that fills them).
+# finds them in the core's cache instead of main memory. Small blocks also stay inside glibc's heap, which
+# reuses them (blocks above 32 MiB are fresh mmaps, page-faulted in at a cost larger than the matmul that
+# fills them).
 _KNN_BLOCK_CPU = 1 << 18
 
 
