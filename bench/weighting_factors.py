@@ -22,6 +22,7 @@ new at that C (a study still running can be scored as it goes). No training: sec
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from pathlib import Path
@@ -43,7 +44,6 @@ from utils.files import atomic_write_text, read_json, update_json, write_json
 
 TARGETS = {"label": len(SHELLS) * len(CORES) * len(COATS), "shell": len(SHELLS), "core": len(CORES),
            "coat": len(COATS)}
-SPLITS = ("train", "val", "trainval", "test")
 
 
 def targets(labels: np.ndarray) -> dict[str, np.ndarray]:
@@ -51,16 +51,29 @@ def targets(labels: np.ndarray) -> dict[str, np.ndarray]:
     return {"label": labels, "shell": shell, "core": core, "coat": coat}
 
 
+@functools.lru_cache(maxsize=None)
+def benchmark(root: str, num_points: int) -> tuple[ModelNet40, ModelNet40, dict[str, np.ndarray]]:
+    """The trainval and test sets, read once per process, and the rows of trainval that form train and val:
+    features are extracted for trainval once and split, not extracted again per part."""
+    trainval, test = (ModelNet40(root, split=split, num_points=num_points) for split in ("trainval", "test"))
+    rows = {part: np.searchsorted(trainval.indices, ModelNet40(root, split=part, num_points=num_points).indices)
+            for part in ("train", "val")}
+    return trainval, test, rows
+
+
 def score(encoder: torch.nn.Module, root: str, num_points: int, c: float) -> dict[str, dict[str, float]]:
     """{"val": {target: accuracy}, "test": {target: accuracy}} of one encoder (fractions)."""
+    trainval, test, rows = benchmark(root, num_points)
     data = {}
-    for split in SPLITS:
-        loader = DataLoader(ModelNet40(root, split=split, num_points=num_points), batch_size=128, shuffle=False)
-        x, y = extract_features(encoder, loader, "cpu")
+    for split, dataset in (("trainval", trainval), ("test", test)):
+        x, y = extract_features(encoder, DataLoader(dataset, batch_size=128, shuffle=False), "cpu")
         if y.max() >= TARGETS["label"]:
             raise ConfigError(f"{root}: labels up to {y.max()}, not the weighting benchmark's {TARGETS['label']} "
                               f"classes (python data/make_synthetic.py --size weighting)")
-        data[split] = (x, targets(y))
+        data[split] = (x, y)
+    for part, picked in rows.items():
+        data[part] = (data["trainval"][0][picked], data["trainval"][1][picked])
+    data = {split: (x, targets(y)) for split, (x, y) in data.items()}
     result = {}
     for name, (fit, held_out) in {"val": ("train", "val"), "test": ("trainval", "test")}.items():
         (fit_x, fit_y), (held_x, held_y) = data[fit], data[held_out]

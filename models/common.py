@@ -41,8 +41,12 @@ def batch_norm_act(bn: nn.Module, y: torch.Tensor, negative_slope: float) -> tor
     """
     shape = y.shape
     y = bn(y.reshape(-1, shape[-1]))  # a fresh tensor (BN's backward needs its input, not its output): in place
-    y = F.relu(y, inplace=True) if negative_slope == 0 else F.leaky_relu(y, negative_slope, inplace=True)
-    return y.view(shape)
+    return activate_(y, negative_slope).view(shape)
+
+
+def activate_(y: torch.Tensor, negative_slope: float) -> torch.Tensor:
+    """LeakyReLU (ReLU at slope 0) in place: `y` must be a fresh tensor no backward reads."""
+    return F.relu(y, inplace=True) if negative_slope == 0 else F.leaky_relu(y, negative_slope, inplace=True)
 
 
 class PointConv(nn.Module):
@@ -76,9 +80,7 @@ class PointConv(nn.Module):
         shift = -bn.running_mean * scale
         if bn.bias is not None:
             shift = shift + bn.bias
-        y = F.linear(x, self.conv.weight.flatten(1) * scale.unsqueeze(1), shift)
-        slope = self.negative_slope
-        return F.relu(y, inplace=True) if slope == 0 else F.leaky_relu(y, slope, inplace=True)
+        return activate_(F.linear(x, self.conv.weight.flatten(1) * scale.unsqueeze(1), shift), self.negative_slope)
 
 
 class LinearBN(nn.Module):
