@@ -1,20 +1,23 @@
 """A benchmark on which the weighting of the intra-modal (IM) and cross-modal (CM) losses matters.
 
 Written in two of the real layouts: ShapeNetRender (pretraining: .ply + rendered views) and ModelNet40
-(the linear-SVM evaluation: points only). Every object is a closed outer *shell* with random proportions, an
-*inner core* hidden inside it, and a *coat*:
+(the linear-SVM evaluation: points only). Every object is a closed *shell* of one of five kinds, with one of
+three *aspects* (its height over its width):
 
-    shell  box | cylinder | ellipsoid | cone | tub        seen by both modalities (silhouette, points)
-    core   ball | cross                                   points only: the renders never show it
-    coat   plain | ribbed                                 loud in the renders (the coat's colour family),
-                                                          quiet in the points (shallow ribs on the shell)
+    shell   box | cylinder | ellipsoid | cone | tub     in the points; the renders do not show it
+    aspect  flat | even | tall                          in the points and in the renders
 
-The evaluation label is shell x core x coat (20 classes). By design each factor reaches the point encoder by
-another route: the shell through either loss, the core only through IM (images carry nothing about it, so CM has no
-reason to encode it), the coat mostly through CM (colour is what the images are most about, so matching an
-image pulls the point feature towards the coat; in the points alone the ribs are a small cue among the
-large random proportions that IM uses to tell instances apart). Whether the losses follow the design is a
-measurement: data/README.md ("Weighting benchmark") gives the study's and bench.weighting_factors' figures.
+The evaluation label is shell x aspect (15 classes). Each factor reaches the point encoder by one route only:
+
+- The renders show the object's bounding box (in one colour family), not the object: they carry its
+  proportions and nothing that tells a cylinder from a box. CM pulls the point feature towards the aspect.
+- The benchmark's study config stretches every point view along each axis independently
+  (`data.axis_scale`, DGCNN's per-axis scaling made wider): the two views of one object then differ in
+  aspect by more than the classes do, so IM trains the encoder to ignore the aspect, and learns the shell,
+  which stretching keeps.
+
+So IM alone should miss the aspect, CM alone the shell, and a mix should beat both. Whether the losses follow
+the design is a measurement: data/README.md ("Weighting benchmark") gives the study's figures.
 """
 
 from __future__ import annotations
@@ -30,9 +33,8 @@ from .sampling import normalise_unit_sphere, sample_parts, stream
 from .writers import split_files, write_h5, write_lines, write_ply, write_png
 
 SHELLS = ("box", "cylinder", "ellipsoid", "cone", "tub")
-CORES = ("ball", "cross")
-COATS = ("plain", "ribbed")
-CLASS_NAMES = tuple(f"{s}_{c}_{t}" for s in SHELLS for c in CORES for t in COATS)
+ASPECTS = ("flat", "even", "tall")
+CLASS_NAMES = tuple(f"{s}_{a}" for s in SHELLS for a in ASPECTS)
 MODELNET40_CLASSES = 40  # shape_names.txt must list 40 names; the unused ones are named unused_<k>
 
 TAG_BENCH = 6  # random-stream tag (the five datasets use 1..5)
@@ -43,61 +45,46 @@ BENCH_SIZES = {
     # tests: seconds
     "weighting_tiny": dict(pretrain_per_class=2, train_per_class=6, test_per_class=3, views=2, image_size=32,
                            ply_points=512),
-    # the study: 5,000 train (4,500 + 500 validation) / 2,000 test objects, 3,200 pretraining objects
-    "weighting": dict(pretrain_per_class=160, train_per_class=250, test_per_class=100, views=6, image_size=32,
+    # the study: 5,100 train (4,590 + 510 validation) / 2,010 test objects, 3,210 pretraining objects
+    "weighting": dict(pretrain_per_class=214, train_per_class=340, test_per_class=134, views=6, image_size=32,
                       ply_points=1024),
 }
 
-# how loud each factor is in the points (fractions of the shell's size); see the module docstring
-CORE_SCALE = 0.45  # core radius / smallest shell half-extent
-RIB_AMPLITUDE = 0.12  # rib depth / shell half-height
-RIB_CYCLES = 2  # ribs over the shell's height
-COAT_HUES = ((0.0, 0.09), (0.55, 0.68))  # plain: reds to oranges; ribbed: cyans to blues
+# log(half-height / half-width) of each aspect: centres 0.6 apart, each class +-ASPECT_SPREAD wide, so the
+# classes never touch while a view stretched by U(0.5, 2) per axis moves by up to +-1.4
+ASPECT_LOG = (-0.6, 0.0, 0.6)
+ASPECT_SPREAD = 0.1
+BOX_HUES = (0.55, 0.68)  # every render in one colour family (cyans to blues): colour tells no class apart
 RENDER_DISTANCE_SCALE = 3.3
 
 
-def _shell(kind, rng):
-    """A closed shell centred at the origin (y up) and its half-extents (x, y, z)."""
+def _shell(kind, aspect, rng):
+    """A closed shell centred at the origin (y up) with the aspect's height over width, and its half-extents
+    (x, y, z). Boxes and ellipsoids also get a random depth over width."""
+    radius = U(rng, 0.4, 0.6)
+    half_height = radius * math.exp(ASPECT_LOG[aspect] + U(rng, -ASPECT_SPREAD, ASPECT_SPREAD))
+    depth = math.exp(U(rng, -0.2, 0.2))
+    half = np.array([radius * math.sqrt(depth), half_height, radius / math.sqrt(depth)])
     if kind == "box":
-        size = rng.uniform(0.6, 1.4, 3)
-        return Box((0, 0, 0), size), size / 2
-    if kind == "cylinder":
-        radius, height = U(rng, 0.3, 0.65), U(rng, 0.7, 1.5)
-        return Cylinder((0, 0, 0), radius, height), np.array([radius, height / 2, radius])
+        return Box((0, 0, 0), 2 * half), half
     if kind == "ellipsoid":
-        radii = rng.uniform(0.35, 0.75, 3)
-        return Ellipsoid((0, 0, 0), radii), radii
+        return Ellipsoid((0, 0, 0), half), half
+    half = np.array([radius, half_height, radius])
+    if kind == "cylinder":
+        return Cylinder((0, 0, 0), radius, 2 * half_height), half
     if kind == "cone":
-        bottom, height = U(rng, 0.4, 0.75), U(rng, 0.8, 1.5)
-        return Frustum((0, 0, 0), bottom, bottom * U(rng, 0.05, 0.2), height), np.array([bottom, height / 2, bottom])
-    bottom, height = U(rng, 0.3, 0.5), U(rng, 0.6, 1.1)  # tub: wider at the top
-    top = bottom * U(rng, 1.3, 1.7)
-    return Frustum((0, 0, 0), bottom, top, height), np.array([top, height / 2, top])
+        return Frustum((0, 0, 0), radius, radius * U(rng, 0.05, 0.2), 2 * half_height), half
+    return Frustum((0, 0, 0), radius / U(rng, 1.3, 1.7), radius, 2 * half_height), half  # tub: wider at the top
 
 
-def _core(kind, half, rng):
-    """The hidden core, well inside the shell (the cone's narrow top is avoided by sitting low)."""
-    radius = CORE_SCALE * float(half.min()) * U(rng, 0.9, 1.1)
-    center = (0, -0.25 * half[1], 0)
-    if kind == "ball":
-        return [Ellipsoid(center, (radius, radius, radius))]
-    bar = 0.3 * radius
-    return [Box(center, (2 * radius, bar, bar)), Box(center, (bar, 2 * radius, bar)), Box(center, (bar, bar, 2 * radius))]
-
-
-def _object(rng, shell, core, coat, n):
-    """Points (n,3), normals, whether each point is on the shell, in metres-ish units, turned by a random
-    yaw. The ribs push shell points along their normal by a sine of the height."""
-    surface, half = _shell(SHELLS[shell], rng)
-    parts = [(surface, 0)] + [(prim, 1) for prim in _core(CORES[core], half, rng)]
-    points, normals, part_ids, _ = sample_parts(parts, n, rng)
-    on_shell = part_ids == 0
-    phase = U(rng, 0, 2 * math.pi)  # drawn for every coat, so that the coat changes nothing but the ribs
-    if COATS[coat] == "ribbed":
-        depth = RIB_AMPLITUDE * half[1] * np.sin(math.pi * RIB_CYCLES * points[:, 1] / half[1] + phase)
-        points = points + (on_shell * depth)[:, None] * normals
+def _object(rng, shell, aspect, n):
+    """Points (n,3) and normals of the shell, and its bounding box (points, normals), turned by one random
+    yaw."""
+    surface, half = _shell(SHELLS[shell], aspect, rng)
+    points, normals, _, _ = sample_parts([(surface, 0)], n, rng)
+    box_points, box_normals, _, _ = sample_parts([(Box((0, 0, 0), 2 * half), 0)], n, rng)
     turn = rot_y(U(rng, 0, 2 * math.pi))
-    return points @ turn.T, normals @ turn.T, on_shell
+    return points @ turn.T, normals @ turn.T, box_points @ turn.T, box_normals @ turn.T
 
 
 def _jobs(per_class, rng):
@@ -107,11 +94,12 @@ def _jobs(per_class, rng):
 
 
 def factors(label):
-    return label // (len(CORES) * len(COATS)), (label // len(COATS)) % len(CORES), label % len(COATS)
+    """(shell, aspect) of a class label."""
+    return label // len(ASPECTS), label % len(ASPECTS)
 
 
 def make_modelnet40_bench(root, seed, cfg):
-    """modelnet40_ply_hdf5_2048/ with the 20 shell x core x coat classes (labels 0..19, 40 names listed)."""
+    """modelnet40_ply_hdf5_2048/ with the 15 shell x aspect classes (labels 0..14, 40 names listed)."""
     folder = root / "modelnet40_ply_hdf5_2048"
     counts = {}
     for split, per_class, n_files in (("train", cfg["train_per_class"], 5), ("test", cfg["test_per_class"], 2)):
@@ -120,7 +108,7 @@ def make_modelnet40_bench(root, seed, cfg):
         label = np.zeros((len(jobs), 1), np.uint8)
         for row, (c, k) in enumerate(jobs):
             rng = stream(seed, TAG_BENCH, SPLIT_CODES[split], c, k)
-            points, _, _ = _object(rng, *factors(c), POINTS_PER_OBJECT)
+            points = _object(rng, *factors(c), POINTS_PER_OBJECT)[0]
             points = normalise_unit_sphere(points) + rng.normal(0, 0.004, points.shape)
             data[row], label[row, 0] = normalise_unit_sphere(points), c
         listed = []
@@ -134,38 +122,37 @@ def make_modelnet40_bench(root, seed, cfg):
     return {**counts, "classes_used": len(CLASS_NAMES)}
 
 
-def _coat_colours(coat, n, rng):
-    """One hue from the coat's family, random lightness and saturation per object, a little per-point noise."""
-    hue = U(rng, *COAT_HUES[coat])
+def _box_colours(n, rng):
+    """One hue from BOX_HUES, random lightness and saturation per object, a little per-point noise."""
+    hue = U(rng, *BOX_HUES)
     base = np.array(colorsys.hls_to_rgb(hue, U(rng, 0.35, 0.6), U(rng, 0.6, 0.95)))
     return np.clip(base + rng.normal(0, 0.02, (n, 3)), 0, 1)
 
 
 def make_shapenet_render_bench(root, seed, cfg):
     """ShapeNet/<synset>/<id>.ply and ShapeNetRendering/<synset>/<id>/rendering/NN.png (+ renderings.txt,
-    rendering_metadata.txt); one made-up synset folder per shell. The views show the shell only (the core is
-    inside; it is left out of the render rather than trusting the z-buffer to hide every splat of it)."""
+    rendering_metadata.txt); one made-up synset folder per shell. The views show the shell's bounding box, not the
+    shell (module docstring)."""
     size, views = cfg["image_size"], cfg["views"]
     jobs = _jobs(cfg["pretrain_per_class"], stream(seed, TAG_BENCH, SPLIT_CODES["pretrain"]))
     for c, k in jobs:
         rng = stream(seed, TAG_BENCH, SPLIT_CODES["pretrain"], c, k)
-        shell, core, coat = factors(c)
-        points, normals, on_shell = _object(rng, shell, core, coat, cfg["ply_points"] + 1500)
+        shell, aspect = factors(c)
+        points, _, box_points, box_normals = _object(rng, shell, aspect, cfg["ply_points"])
         lo, hi = points.min(axis=0), points.max(axis=0)
-        points = (points - (lo + hi) / 2) / np.linalg.norm(hi - lo)  # ShapeNet convention: bbox diagonal 1
+        centre, scale = (lo + hi) / 2, np.linalg.norm(hi - lo)  # ShapeNet convention: bbox diagonal 1
+        points, box_points = (points - centre) / scale, (box_points - centre) / scale
         synset, model_id = f"990000{shell:02d}", rng.bytes(16).hex()
-        write_ply(root / "ShapeNet" / synset / f"{model_id}.ply", points[:cfg["ply_points"]].astype(np.float32),
-                  binary=True)
+        write_ply(root / "ShapeNet" / synset / f"{model_id}.ply", points.astype(np.float32), binary=True)
         folder = root / "ShapeNetRendering" / synset / model_id / "rendering"
         cameras = [(U(rng, 0, 360), U(rng, 20, 35), U(rng, 0.7, 0.9)) for _ in range(views)]
         write_lines(folder / "renderings.txt", [f"{v:02d}.png" for v in range(views)])
         write_lines(folder / "rendering_metadata.txt",
                     [f"{az:.6f} {el:.6f} 0 {dist:.6f} {FIELD_OF_VIEW:g}" for az, el, dist in cameras])
-        shell_points, shell_normals = points[on_shell], normals[on_shell]
-        colours = _coat_colours(coat, len(shell_points), rng)
-        closed = np.ones(len(shell_points), dtype=bool)
+        colours = _box_colours(len(box_points), rng)
+        closed = np.ones(len(box_points), dtype=bool)
         for v, (az, el, dist) in enumerate(cameras):
-            image = render_view(shell_points, shell_normals, colours, closed, az, el, dist * RENDER_DISTANCE_SCALE,
+            image = render_view(box_points, box_normals, colours, closed, az, el, dist * RENDER_DISTANCE_SCALE,
                                 size=size)
             write_png(folder / f"{v:02d}.png", image)
     return {"objects": len(jobs), "views": views, "image_size": size, "synsets": len(SHELLS)}
