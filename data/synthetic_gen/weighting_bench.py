@@ -33,8 +33,8 @@ from .sampling import normalise_unit_sphere, sample_parts, stream
 from .writers import split_files, write_h5, write_lines, write_ply, write_png
 
 SHELLS = ("box", "cylinder", "ellipsoid", "cone", "tub")
-ASPECTS = ("flat", "even", "tall")
-CLASS_NAMES = tuple(f"{s}_{a}" for s in SHELLS for a in ASPECTS)
+CORES = ("ball", "cross")
+CLASS_NAMES = tuple(f"{s}_{c}" for s in SHELLS for c in CORES)
 MODELNET40_CLASSES = 40  # shape_names.txt must list 40 names; the unused ones are named unused_<k>
 
 TAG_BENCH = 6  # random-stream tag (the five datasets use 1..5)
@@ -43,48 +43,56 @@ POINTS_PER_OBJECT = 2048
 
 BENCH_SIZES = {
     # tests: seconds
-    "weighting_tiny": dict(pretrain_per_class=2, train_per_class=6, test_per_class=3, views=2, image_size=32,
+    "weighting_tiny": dict(pretrain_per_class=3, train_per_class=9, test_per_class=4, views=2, image_size=32,
                            ply_points=512),
-    # the study: 5,100 train (4,590 + 510 validation) / 2,010 test objects, 3,210 pretraining objects
-    "weighting": dict(pretrain_per_class=214, train_per_class=340, test_per_class=134, views=6, image_size=32,
+    # the study: 5,000 train (4,500 + 500 validation) / 2,000 test objects, 3,200 pretraining objects
+    "weighting": dict(pretrain_per_class=320, train_per_class=500, test_per_class=200, views=6, image_size=32,
                       ply_points=1024),
 }
 
-# log(half-height / half-width) of each aspect: centres 0.6 apart, each class +-ASPECT_SPREAD wide, so the
-# classes never touch while a view stretched by U(0.5, 2) per axis moves by up to +-1.4
-ASPECT_LOG = (-0.6, 0.0, 0.6)
-ASPECT_SPREAD = 0.1
-BOX_HUES = (0.55, 0.68)  # every render in one colour family (cyans to blues): colour tells no class apart
+CORE_SCALE = 0.3  # core radius / smallest shell half-extent: a few percent of the points
+CORE_HUES = ((0.0, 0.09), (0.55, 0.68))  # the renders' colour family per core: ball reds, cross blues
 RENDER_DISTANCE_SCALE = 3.3
 
 
-def _shell(kind, aspect, rng):
-    """A closed shell centred at the origin (y up) with the aspect's height over width, and its half-extents
-    (x, y, z). Boxes and ellipsoids also get a random depth over width."""
-    radius = U(rng, 0.4, 0.6)
-    half_height = radius * math.exp(ASPECT_LOG[aspect] + U(rng, -ASPECT_SPREAD, ASPECT_SPREAD))
-    depth = math.exp(U(rng, -0.2, 0.2))
-    half = np.array([radius * math.sqrt(depth), half_height, radius / math.sqrt(depth)])
+def _shell(kind, rng):
+    """A closed shell centred at the origin (y up) and its half-extents (x, y, z)."""
     if kind == "box":
-        return Box((0, 0, 0), 2 * half), half
-    if kind == "ellipsoid":
-        return Ellipsoid((0, 0, 0), half), half
-    half = np.array([radius, half_height, radius])
+        size = rng.uniform(0.6, 1.4, 3)
+        return Box((0, 0, 0), size), size / 2
     if kind == "cylinder":
-        return Cylinder((0, 0, 0), radius, 2 * half_height), half
+        radius, height = U(rng, 0.3, 0.65), U(rng, 0.7, 1.5)
+        return Cylinder((0, 0, 0), radius, height), np.array([radius, height / 2, radius])
+    if kind == "ellipsoid":
+        radii = rng.uniform(0.35, 0.75, 3)
+        return Ellipsoid((0, 0, 0), radii), radii
     if kind == "cone":
-        return Frustum((0, 0, 0), radius, radius * U(rng, 0.05, 0.2), 2 * half_height), half
-    return Frustum((0, 0, 0), radius / U(rng, 1.3, 1.7), radius, 2 * half_height), half  # tub: wider at the top
+        bottom, height = U(rng, 0.4, 0.75), U(rng, 0.8, 1.5)
+        return Frustum((0, 0, 0), bottom, bottom * U(rng, 0.05, 0.2), height), np.array([bottom, height / 2, bottom])
+    bottom, height = U(rng, 0.3, 0.5), U(rng, 0.6, 1.1)  # tub: wider at the top
+    top = bottom * U(rng, 1.3, 1.7)
+    return Frustum((0, 0, 0), bottom, top, height), np.array([top, height / 2, top])
 
 
-def _object(rng, shell, aspect, n):
-    """Points (n,3) and normals of the shell, and its bounding box (points, normals), turned by one random
-    yaw."""
-    surface, half = _shell(SHELLS[shell], aspect, rng)
-    points, normals, _, _ = sample_parts([(surface, 0)], n, rng)
+def _core(kind, half, rng):
+    """The hidden core, well inside the shell (the cone's narrow top is avoided by sitting low)."""
+    radius = CORE_SCALE * float(half.min()) * U(rng, 0.9, 1.1)
+    center = (0, -0.25 * half[1], 0)
+    if kind == "ball":
+        return [Ellipsoid(center, (radius, radius, radius))]
+    bar = 0.3 * radius
+    return [Box(center, (2 * radius, bar, bar)), Box(center, (bar, 2 * radius, bar)), Box(center, (bar, bar, 2 * radius))]
+
+
+def _object(rng, shell, core, n):
+    """Points (n,3) of the shell and its core, whether each is on the shell, and the shell's bounding box
+    (points, normals), all turned by one random yaw."""
+    surface, half = _shell(SHELLS[shell], rng)
+    parts = [(surface, 0)] + [(prim, 1) for prim in _core(CORES[core], half, rng)]
+    points, _, part_ids, _ = sample_parts(parts, n, rng)
     box_points, box_normals, _, _ = sample_parts([(Box((0, 0, 0), 2 * half), 0)], n, rng)
     turn = rot_y(U(rng, 0, 2 * math.pi))
-    return points @ turn.T, normals @ turn.T, box_points @ turn.T, box_normals @ turn.T
+    return points @ turn.T, part_ids == 0, box_points @ turn.T, box_normals @ turn.T
 
 
 def _jobs(per_class, rng):
@@ -94,12 +102,12 @@ def _jobs(per_class, rng):
 
 
 def factors(label):
-    """(shell, aspect) of a class label."""
-    return label // len(ASPECTS), label % len(ASPECTS)
+    """(shell, core) of a class label."""
+    return label // len(CORES), label % len(CORES)
 
 
 def make_modelnet40_bench(root, seed, cfg):
-    """modelnet40_ply_hdf5_2048/ with the 15 shell x aspect classes (labels 0..14, 40 names listed)."""
+    """modelnet40_ply_hdf5_2048/ with the 10 shell x core classes (labels 0..9, 40 names listed)."""
     folder = root / "modelnet40_ply_hdf5_2048"
     counts = {}
     for split, per_class, n_files in (("train", cfg["train_per_class"], 5), ("test", cfg["test_per_class"], 2)):
@@ -122,9 +130,9 @@ def make_modelnet40_bench(root, seed, cfg):
     return {**counts, "classes_used": len(CLASS_NAMES)}
 
 
-def _box_colours(n, rng):
-    """One hue from BOX_HUES, random lightness and saturation per object, a little per-point noise."""
-    hue = U(rng, *BOX_HUES)
+def _core_colours(core, n, rng):
+    """One hue from the core's family, random lightness and saturation per object, a little per-point noise."""
+    hue = U(rng, *CORE_HUES[core])
     base = np.array(colorsys.hls_to_rgb(hue, U(rng, 0.35, 0.6), U(rng, 0.6, 0.95)))
     return np.clip(base + rng.normal(0, 0.02, (n, 3)), 0, 1)
 
@@ -137,8 +145,8 @@ def make_shapenet_render_bench(root, seed, cfg):
     jobs = _jobs(cfg["pretrain_per_class"], stream(seed, TAG_BENCH, SPLIT_CODES["pretrain"]))
     for c, k in jobs:
         rng = stream(seed, TAG_BENCH, SPLIT_CODES["pretrain"], c, k)
-        shell, aspect = factors(c)
-        points, _, box_points, box_normals = _object(rng, shell, aspect, cfg["ply_points"])
+        shell, core = factors(c)
+        points, _, box_points, box_normals = _object(rng, shell, core, cfg["ply_points"])
         lo, hi = points.min(axis=0), points.max(axis=0)
         centre, scale = (lo + hi) / 2, np.linalg.norm(hi - lo)  # ShapeNet convention: bbox diagonal 1
         points, box_points = (points - centre) / scale, (box_points - centre) / scale
@@ -149,7 +157,7 @@ def make_shapenet_render_bench(root, seed, cfg):
         write_lines(folder / "renderings.txt", [f"{v:02d}.png" for v in range(views)])
         write_lines(folder / "rendering_metadata.txt",
                     [f"{az:.6f} {el:.6f} 0 {dist:.6f} {FIELD_OF_VIEW:g}" for az, el, dist in cameras])
-        colours = _box_colours(len(box_points), rng)
+        colours = _core_colours(core, len(box_points), rng)
         closed = np.ones(len(box_points), dtype=bool)
         for v, (az, el, dist) in enumerate(cameras):
             image = render_view(box_points, box_normals, colours, closed, az, el, dist * RENDER_DISTANCE_SCALE,
