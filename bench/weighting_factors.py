@@ -33,7 +33,7 @@ import yaml
 from torch.utils.data import DataLoader
 
 from bench.weighting_study import REFERENCE, VARIANTS, finished, mean_std, paired_interval, plot_accuracy, run_dir
-from data.synthetic_gen.weighting_bench import ASPECTS, SHELLS, factors
+from data.synthetic_gen.weighting_bench import CORES, SHELLS, factors
 from datasets.modelnet40 import ModelNet40
 from engine.evaluate import extract_features, linear_svm_accuracy
 from models.build import BACKBONES
@@ -42,12 +42,12 @@ from utils.config import build_part
 from utils.errors import ConfigError, exit_on_user_error
 from utils.files import atomic_write_text, read_json, update_json, write_json
 
-TARGETS = {"label": len(SHELLS) * len(ASPECTS), "shell": len(SHELLS), "aspect": len(ASPECTS)}
+TARGETS = {"label": len(SHELLS) * len(CORES), "shell": len(SHELLS), "core": len(CORES)}
 
 
 def targets(labels: np.ndarray) -> dict[str, np.ndarray]:
-    shell, aspect = factors(labels)
-    return {"label": labels, "shell": shell, "aspect": aspect}
+    shell, core = factors(labels)
+    return {"label": labels, "shell": shell, "core": core}
 
 
 @functools.lru_cache(maxsize=None)

@@ -17,7 +17,6 @@ __all__ = [
     "Compose",
     "NormalizeUnitSphere",
     "RandomScale",
-    "RandomAxisScale",
     "RandomRotateY",
     "RandomTranslate",
     "RandomJitter",
@@ -86,23 +85,6 @@ class RandomScale:
 
     def __repr__(self) -> str:
         return f"RandomScale({self.low}, {self.high})"
-
-
-class RandomAxisScale:
-    """Each axis scaled by its own factor drawn from U(low, high): changes the shape's proportions (DGCNN's
-    ModelNet40 training augmentation uses U(2/3, 3/2)). A view-pair augmentation built with it teaches the
-    intra-modal loss to ignore proportions."""
-
-    def __init__(self, low: float = 2 / 3, high: float = 1.5):
-        self.low, self.high = float(low), float(high)
-
-    def __call__(self, points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        out = _as_float32_copy(points)
-        out[:, :3] *= rng.uniform(self.low, self.high, size=3).astype(np.float32)
-        return out
-
-    def __repr__(self) -> str:
-        return f"RandomAxisScale({self.low}, {self.high})"
 
 
 class RandomRotateY:
@@ -203,13 +185,11 @@ class ScaleShift:
         return f"ScaleShift({self.low:.4g}, {self.high:.4g}, {self.shift:.4g})"
 
 
-def pretrain_augmentation(axis_scale: tuple[float, float] = (1.0, 1.0)) -> Compose:
+def pretrain_augmentation() -> Compose:
     """The per-view pretraining augmentation (applied to an already unit-sphere-normalised cloud):
     scale U(0.5, 2) -> rotation about y U(0, 2pi) -> translation U(-0.5, 0.5) x extent -> jitter
-    N(0, 0.01) clipped to 0.05 -> input dropout U(0, 0.875). CrossPoint's; `axis_scale` other than (1, 1) adds
-    a per-axis scale U(*axis_scale) before the rotation (not in CrossPoint)."""
-    stretch = [] if tuple(axis_scale) == (1.0, 1.0) else [RandomAxisScale(*axis_scale)]
+    N(0, 0.01) clipped to 0.05 -> input dropout U(0, 0.875)."""
     return Compose(
-        [RandomScale(0.5, 2.0), *stretch, RandomRotateY(0.0, 2.0 * math.pi), RandomTranslate(0.5),
+        [RandomScale(0.5, 2.0), RandomRotateY(0.0, 2.0 * math.pi), RandomTranslate(0.5),
          RandomJitter(0.01, 0.05), RandomDropout(0.875)]
     )

@@ -14,7 +14,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from datasets import ModelNet40, ShapeNetRender
-from datasets.transforms import pretrain_augmentation
 from engine.evaluate import extract_features, linear_svm_accuracy
 from engine.runtime import RunConfig, Runtime
 from engine.trainer import Evaluation
@@ -32,9 +31,6 @@ class PretrainData:
     image_size: PositiveInt = 224
     background: Annotated[list[int], Length(3), Range(ge=0, le=255)] = field(
         default_factory=lambda: [255, 255, 255])  # RGB that transparent rendering pixels are composited onto
-    # [low, high]: each point view also scaled per axis by U(low, high), which teaches the intra-modal loss to
-    # ignore proportions; [1, 1] is CrossPoint's augmentation (the weighting benchmark uses it, data/README.md)
-    axis_scale: Annotated[list[float], Length(2), Range(gt=0, le=10)] = field(default_factory=lambda: [1.0, 1.0])
 
 
 @dataclass
@@ -126,13 +122,9 @@ def build_pretraining(cfg, runtime: Runtime) -> tuple[ContrastivePretraining, Sh
     if cfg.weighting.name == "gradnorm" and runtime.amp_dtype == torch.float16:
         raise ConfigError("weighting.name=gradnorm takes the gradients of the unscaled losses, which can underflow "
                           "in fp16: use train.amp=bf16 or none")
-    low, high = cfg.data.axis_scale
-    if low > high:
-        raise ConfigError(f"data.axis_scale: [low, high] needs low <= high, got {cfg.data.axis_scale}")
     objective = build_objective(cfg.loss, cfg.weighting, distributed=runtime.world_size > 1)
     train_set = ShapeNetRender(cfg.data.root, num_points=cfg.data.num_points, image_size=cfg.data.image_size,
                                grayscale=model_cfg.gray_branch, seed=cfg.seed,
-                               background=tuple(cfg.data.background),
-                               point_transform=pretrain_augmentation(tuple(cfg.data.axis_scale)))
+                               background=tuple(cfg.data.background))
     module = ContrastivePretraining(build_model(model_cfg), objective)
     return module, train_set, SvmMonitor(cfg.data.root, cfg.monitor, runtime)

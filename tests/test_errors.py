@@ -101,8 +101,6 @@ def config_cases() -> list[Case]:
         ("device=gpu", "'device' expected auto, cpu, cuda or cuda:N"),
         ("data.background=[1,2]", "'data.background' needs exactly 3 values"),
         ("data.background=[0,0,300]", "'data.background' must be >= 0 and <= 255"),
-        ("data.axis_scale=[0,2]", "'data.axis_scale' must be > 0 and <= 10"),
-        ("data.axis_scale=[2,0.5]", "data.axis_scale: [low, high] needs low <= high"),
         ("weighting.beta=1.0", "'weighting.beta' must be >= 0 and < 1"),
         ("weighting.name=magic", "'weighting.name' unknown value 'magic'"),
         ("loss.temperature=0", "'loss.temperature' must be > 0"),

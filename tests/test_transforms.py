@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from datasets.transforms import (Compose, NormalizeUnitSphere, RandomDropout, RandomJitter, RandomRotateY,
-                                 RandomAxisScale, RandomScale, RandomTranslate, pretrain_augmentation)
+                                 RandomScale, RandomTranslate, pretrain_augmentation)
 
 
 def cloud(n=2048, seed=0, channels=3):
@@ -54,19 +54,6 @@ def test_scale_is_isotropic_and_in_range():
     assert 0.5 <= min(factors) < 0.6 and 1.9 < max(factors) <= 2.0
 
 
-def test_axis_scale_draws_one_factor_per_axis_in_range():
-    points = cloud()
-    rng = np.random.default_rng(3)
-    factors = []
-    for _ in range(300):
-        ratio = RandomAxisScale(0.5, 2.0)(points, rng)[:, :3] / points[:, :3]
-        assert np.allclose(ratio, ratio[0], rtol=1e-5)  # the same factor for every point, per axis
-        factors.append(ratio[0])
-    factors = np.array(factors)
-    assert 0.5 <= factors.min() and factors.max() <= 2.0 and np.ptp(factors, axis=0).min() > 1.3
-    assert np.mean(np.abs(factors[:, 0] - factors[:, 1]) > 0.3) > 0.5  # the axes are drawn independently
-
-
 def test_translation_is_bounded_by_half_extent():
     points = cloud()
     extent = points.max(axis=0) - points.min(axis=0)
@@ -104,8 +91,7 @@ def test_transforms_keep_extra_channels_and_do_not_mutate_input():
     points = cloud(channels=9)
     before = points.copy()
     rng = np.random.default_rng(7)
-    for transform in (NormalizeUnitSphere(), RandomScale(), RandomAxisScale(), RandomRotateY(), RandomTranslate(),
-                      RandomJitter()):
+    for transform in (NormalizeUnitSphere(), RandomScale(), RandomRotateY(), RandomTranslate(), RandomJitter()):
         out = transform(points, rng)
         assert out.dtype == np.float32 and out.shape == points.shape
         np.testing.assert_array_equal(out[:, 3:], points[:, 3:])
@@ -116,7 +102,6 @@ def test_compose_is_deterministic_given_the_rng():
     points = NormalizeUnitSphere()(cloud(), None)
     augment = pretrain_augmentation()
     assert isinstance(augment, Compose) and len(augment.transforms) == 5
-    assert [type(t) for t in pretrain_augmentation((0.5, 2.0)).transforms][:2] == [RandomScale, RandomAxisScale]
     a = augment(points, np.random.default_rng((0, 1, 2)))
     b = augment(points, np.random.default_rng((0, 1, 2)))
     c = augment(points, np.random.default_rng((0, 1, 3)))
