@@ -2,9 +2,9 @@
 
     python -m bench.weighting_factors runs/weighting_study --svm-c 3
 
-The weighting benchmark's label is shell x aspect (data/README.md, "Weighting benchmark"): by design the
-shell reaches the point encoder through the intra-modal loss only, the aspect through the cross-modal one. One
-linear SVM per target (the 15-class label, the shell, the aspect) says which of them the features carry.
+The weighting benchmark's label is shell x core (data/README.md, "Weighting benchmark"): the renders show the
+shell's bounding box, coloured by the core. One linear SVM per target (the 10-class label, the shell, the core)
+says which of them the features carry.
 
 For every finished run of the study (or of `--variants` / `--seeds`): the frozen features of its best.pt,
 the checkpoint the study scored, at the run's `monitor.num_points`, on the benchmark's splits; per target a

@@ -1,9 +1,9 @@
 """The loss-weighting benchmark (data/synthetic_gen/weighting_bench.py): layouts the repo's loaders read,
-deterministic output, the designed factors where they should be (the aspect in the points and the renders,
-the shell in the points only), and the stretch that hides the aspect from the intra-modal loss."""
+deterministic output, the designed factors where they should be (shell and core in the points; in the renders
+only the shell's bounding box, coloured by the core)."""
 
+import colorsys
 import hashlib
-import math
 
 import numpy as np
 import pytest
@@ -11,11 +11,10 @@ import pytest
 from data.make_synthetic import make_synthetic
 from data.synthetic_gen import MARKER
 from data.synthetic_gen.sampling import stream
-from data.synthetic_gen.weighting_bench import (ASPECT_LOG, ASPECT_SPREAD, ASPECTS, BENCH_SIZES, CLASS_NAMES,
-                                                SHELLS, _object, factors)
+from data.synthetic_gen.weighting_bench import (BENCH_SIZES, CLASS_NAMES, CORES, SHELLS, _core_colours, _object,
+                                                factors)
 from datasets import ModelNet40, ShapeNetRender
-from datasets.shapenet_render import read_ply_points, read_png_rgba
-from datasets.transforms import RandomAxisScale, pretrain_augmentation
+from datasets.shapenet_render import read_png_rgba
 
 TINY = BENCH_SIZES["weighting_tiny"]
 
@@ -35,7 +34,7 @@ def fingerprint(root):
 def test_the_repo_loaders_read_both_layouts(bench):
     root, summary = bench
     classes = len(CLASS_NAMES)
-    assert classes == len(SHELLS) * len(ASPECTS) == 15
+    assert classes == len(SHELLS) * len(CORES) == 10
     pretrain = ShapeNetRender(root, num_points=128, image_size=32)
     assert len(pretrain) == summary["shapenet_render"]["objects"] == classes * TINY["pretrain_per_class"]
     assert pretrain.num_skipped == 0
@@ -77,62 +76,39 @@ def test_deterministic_per_seed_and_refuses_real_data(bench, tmp_path):
         make_synthetic(real, seed=0, size="weighting_tiny")
 
 
-def log_aspect(points):
-    """log(half-height / half-width) of a cloud turned about y: the width is the largest distance from the
-    vertical axis through its bounding box's centre (so that a shift changes nothing)."""
-    centre = (points.max(axis=0) + points.min(axis=0)) / 2
-    return math.log(np.ptp(points[:, 1]) / 2 / np.hypot(points[:, 0] - centre[0], points[:, 2] - centre[2]).max())
-
-
 def test_factors_live_where_the_design_puts_them():
     for label in range(len(CLASS_NAMES)):
-        shell, aspect = factors(label)
-        assert CLASS_NAMES[label] == f"{SHELLS[shell]}_{ASPECTS[aspect]}"
-    # within a shell kind the aspects never overlap: flat < even < tall, measured on the points (boxes and
-    # ellipsoids against the largest radius of their (x, z) extent, so below the designed band)
+        shell, core = factors(label)
+        assert CLASS_NAMES[label] == f"{SHELLS[shell]}_{CORES[core]}"
     for shell in range(len(SHELLS)):
-        measured = [[] for _ in ASPECTS]
-        for aspect in range(len(ASPECTS)):
-            for k in range(8):
-                points, _, box, _ = _object(stream(0, 99, shell, aspect, k), shell, aspect, 2048)
-                measured[aspect].append(log_aspect(points))
-                assert ASPECT_LOG[aspect] - ASPECT_SPREAD - 0.5 < measured[aspect][-1] < ASPECT_LOG[aspect] + ASPECT_SPREAD + 0.02
-                # the rendered box is the shell's bounding box: same height, encloses every point
-                assert np.ptp(box[:, 1]) == pytest.approx(np.ptp(points[:, 1]), rel=0.02)
-                assert np.hypot(box[:, 0], box[:, 2]).max() > 0.97 * np.hypot(points[:, 0], points[:, 2]).max()
-        assert max(measured[0]) < min(measured[1]) and max(measured[1]) < min(measured[2])
-    # same draws, another shell: the box the renders show does not depend on the shell kind (a cylinder's
-    # box equals a cone's and a tub's with the same radius and height)
-    boxes = [_object(stream(0, 7), shell, 1, 2048)[2] for shell in (1, 3)]
-    assert np.allclose(boxes[0], boxes[1])
+        for core in range(len(CORES)):
+            points, on_shell, box, _ = _object(stream(0, 99, shell, core), shell, core, 2048)
+            # the core is a few percent of the points, inside the shell: nearer the centre than any shell point
+            # along the horizontal plane, and the shell's bounding box (what the renders show) holds them all
+            assert 0.003 < (~on_shell).mean() < 0.1
+            centre = points[on_shell].mean(axis=0)
+            radius = np.hypot(*(points - centre)[:, [0, 2]].T)
+            assert radius[~on_shell].max() < radius[on_shell].max()
+            assert np.ptp(box[:, 1]) == pytest.approx(np.ptp(points[on_shell, 1]), rel=0.02)
+            assert box[:, 1].min() <= points[:, 1].min() + 1e-9 and points[:, 1].max() <= box[:, 1].max() + 1e-9
+    # same draws, another core: the box the renders show has the same size; only the colour family tells the core
+    boxes = [_object(stream(0, 7), 1, core, 2048)[2] for core in range(len(CORES))]
+    sizes = [(np.ptp(box[:, 1]), np.hypot(box[:, 0], box[:, 2]).max()) for box in boxes]
+    assert sizes[0] == pytest.approx(sizes[1], rel=0.02)
+    for core, (lo, hi) in enumerate(((0.0, 0.1), (0.5, 0.7))):
+        for seed in range(20):
+            hue = colorsys.rgb_to_hls(*_core_colours(core, 1, stream(seed, 5))[0])[0]
+            off = abs(hue - (lo + hi) / 2)
+            assert min(off, 1 - off) <= (hi - lo) / 2 + 0.03  # hue is circular: 0.99 is next to 0.0
 
 
-def test_the_study_stretch_moves_a_view_across_aspects_and_the_default_leaves_it():
-    """With data.axis_scale=[0.5, 2] two views of one 'even' object often differ in aspect by more than the
-    classes do (0.6 in log): the intra-modal loss cannot use the aspect. CrossPoint's default keeps it."""
-    points = _object(stream(0, 3), 0, 1, 2048)[0]
-    rng = np.random.default_rng(0)
-    stretched = [log_aspect(RandomAxisScale(0.5, 2.0)(points, rng)) for _ in range(200)]
-    assert np.mean(np.abs(np.subtract(stretched[::2], stretched[1::2])) > 0.6) > 0.25
-    kept = [log_aspect(pretrain_augmentation()(points, rng)) for _ in range(20)]
-    assert np.ptp(kept) < 0.25  # jitter and dropout only
-    assert "RandomAxisScale" in repr(pretrain_augmentation((0.5, 2.0))) and "Axis" not in repr(pretrain_augmentation())
-
-
-def test_renders_show_the_box_proportions_not_the_shell(bench):
-    """The tall and flat boxes differ in their silhouettes' height over width; colour is one family for all."""
+def test_renders_show_the_core_colour(bench):
     root, _ = bench
-    ratio = {}
-    for png in sorted((root / "ShapeNetRendering").rglob("*.png")):
+    reds = blues = 0
+    for png in sorted((root / "ShapeNetRendering").rglob("00.png")):
         rgba = read_png_rgba(png).float()
         opaque = rgba[3] > 0
         assert opaque.any() and not opaque[0, 0]  # something drawn, transparent corner
-        assert rgba[2][opaque].mean() > rgba[0][opaque].mean()  # blue family, whatever the class
-        rows, cols = opaque.any(dim=1).nonzero(), opaque.any(dim=0).nonzero()
-        ratio.setdefault(png.parent.parent.name, []).append(float(len(rows) / len(cols)))
-    pretrain = ShapeNetRender(root, num_points=128, image_size=32)
-    aspect = {model_id: log_aspect(read_ply_points(pretrain.ply_path(index)))
-              for index, (_, model_id) in enumerate(pretrain.objects)}
-    flat = [np.mean(ratio[m]) for m, a in aspect.items() if a < -0.3]
-    tall = [np.mean(ratio[m]) for m, a in aspect.items() if a > 0.3]
-    assert len(flat) >= len(SHELLS) and len(tall) >= len(SHELLS) and max(flat) < min(tall)
+        red, blue = rgba[0][opaque].mean(), rgba[2][opaque].mean()
+        reds, blues = reds + int(red > blue), blues + int(blue > red)
+    assert reds == blues == len(CLASS_NAMES) * TINY["pretrain_per_class"] // 2
