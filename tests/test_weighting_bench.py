@@ -1,6 +1,5 @@
 """The loss-weighting benchmark (data/synthetic_gen/weighting_bench.py): layouts the repo's loaders read,
-deterministic output, the designed factors where they should be (shell and core in the points; in the renders
-only the shell's bounding box, coloured by the core)."""
+deterministic output, the designed factors (hidden core, coat colour, ribs) where they should be."""
 
 import colorsys
 import hashlib
@@ -11,8 +10,8 @@ import pytest
 from data.make_synthetic import make_synthetic
 from data.synthetic_gen import MARKER
 from data.synthetic_gen.sampling import stream
-from data.synthetic_gen.weighting_bench import (BENCH_SIZES, CLASS_NAMES, CORES, SHELLS, _core_colours, _object,
-                                                factors)
+from data.synthetic_gen.weighting_bench import (BENCH_SIZES, CLASS_NAMES, COATS, CORES, RIB_AMPLITUDE, SHELLS,
+                                                _coat_colours, _object, factors)
 from datasets import ModelNet40, ShapeNetRender
 from datasets.shapenet_render import read_png_rgba
 
@@ -34,7 +33,7 @@ def fingerprint(root):
 def test_the_repo_loaders_read_both_layouts(bench):
     root, summary = bench
     classes = len(CLASS_NAMES)
-    assert classes == len(SHELLS) * len(CORES) == 10
+    assert classes == len(SHELLS) * len(CORES) * len(COATS) == 20
     pretrain = ShapeNetRender(root, num_points=128, image_size=32)
     assert len(pretrain) == summary["shapenet_render"]["objects"] == classes * TINY["pretrain_per_class"]
     assert pretrain.num_skipped == 0
@@ -78,31 +77,32 @@ def test_deterministic_per_seed_and_refuses_real_data(bench, tmp_path):
 
 def test_factors_live_where_the_design_puts_them():
     for label in range(len(CLASS_NAMES)):
-        shell, core = factors(label)
-        assert CLASS_NAMES[label] == f"{SHELLS[shell]}_{CORES[core]}"
+        shell, core, coat = factors(label)
+        assert CLASS_NAMES[label] == f"{SHELLS[shell]}_{CORES[core]}_{COATS[coat]}"
+    rng = stream(0, 99)
+    # the core sits inside the shell: every core point is nearer the centre than the farthest shell point
     for shell in range(len(SHELLS)):
-        for core in range(len(CORES)):
-            points, on_shell, box, _ = _object(stream(0, 99, shell, core), shell, core, 2048)
-            # the core is a few percent of the points, inside the shell: nearer the centre than any shell point
-            # along the horizontal plane, and the shell's bounding box (what the renders show) holds them all
-            assert 0.01 < (~on_shell).mean() < 0.15
-            centre = points[on_shell].mean(axis=0)
-            radius = np.hypot(*(points - centre)[:, [0, 2]].T)
-            assert radius[~on_shell].max() < radius[on_shell].max()
-            assert np.ptp(box[:, 1]) == pytest.approx(np.ptp(points[on_shell, 1]), rel=0.02)
-            assert box[:, 1].min() <= points[:, 1].min() + 1e-9 and points[:, 1].max() <= box[:, 1].max() + 1e-9
-    # same draws, another core: the box the renders show has the same size; only the colour family tells the core
-    boxes = [_object(stream(0, 7), 1, core, 2048)[2] for core in range(len(CORES))]
-    sizes = [(np.ptp(box[:, 1]), np.hypot(box[:, 0], box[:, 2]).max()) for box in boxes]
-    assert sizes[0] == pytest.approx(sizes[1], rel=0.02)
-    for core, (lo, hi) in enumerate(((0.0, 0.1), (0.5, 0.7))):
+        points, _, on_shell = _object(rng, shell, 1, 0, 2048)
+        assert 0.01 < (~on_shell).mean() < 0.3  # a minority of the points (area-weighted sampling)
+        centre = points[on_shell].mean(axis=0)
+        radius = np.linalg.norm(points - centre, axis=1)
+        assert radius[~on_shell].max() < radius[on_shell].max()
+    # ribs move shell points along their normal by up to RIB_AMPLITUDE of the half-height: same shell draws
+    # (a box, y up), with and without ribs
+    plain, _, _ = _object(stream(0, 7), 0, 0, 0, 2048)
+    ribbed, _, _ = _object(stream(0, 7), 0, 0, 1, 2048)
+    moved = np.linalg.norm(plain - ribbed, axis=1)
+    depth = RIB_AMPLITUDE * np.abs(plain[:, 1]).max()
+    assert 0.9 * depth < moved.max() <= depth + 1e-9
+    # the coat's colour family: plain is red to orange, ribbed cyan to blue
+    for coat, (lo, hi) in enumerate(((0.0, 0.1), (0.5, 0.7))):
         for seed in range(20):
-            hue = colorsys.rgb_to_hls(*_core_colours(core, 1, stream(seed, 5))[0])[0]
+            hue = colorsys.rgb_to_hls(*_coat_colours(coat, 1, stream(seed, 5))[0])[0]
             off = abs(hue - (lo + hi) / 2)
             assert min(off, 1 - off) <= (hi - lo) / 2 + 0.03  # hue is circular: 0.99 is next to 0.0
 
 
-def test_renders_show_the_core_colour(bench):
+def test_renders_show_the_coat_colour(bench):
     root, _ = bench
     reds = blues = 0
     for png in sorted((root / "ShapeNetRendering").rglob("00.png")):

@@ -86,7 +86,7 @@ def test_factor_probe_scores_each_factor_and_agrees_with_the_study(tmp_path, mon
     for variant, seed in [(v, s) for v in ("static-1:1", "static-1:0") for s in (0, 1)]:
         scores = runs[variant][str(seed)]
         assert scores["test"].keys() == scores["val"].keys() == scores["random_init"].keys() == {
-            "label", "shell", "core"}
+            "label", "shell", "core", "coat"}
         assert all(0 <= v <= 1 for part in ("val", "test", "random_init") for v in scores[part].values())
         metrics = weighting_study.run_dir(out, variant, seed) / "metrics.json"
         studied = json.loads(metrics.read_text())["test"]["svm_acc"]

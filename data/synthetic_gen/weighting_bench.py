@@ -1,20 +1,20 @@
 """A benchmark on which the weighting of the intra-modal (IM) and cross-modal (CM) losses matters.
 
 Written in two of the real layouts: ShapeNetRender (pretraining: .ply + rendered views) and ModelNet40
-(the linear-SVM evaluation: points only). Every object is a closed outer *shell* with random proportions and
-a small *core* hidden inside it:
+(the linear-SVM evaluation: points only). Every object is a closed outer *shell* with random proportions, an
+*inner core* hidden inside it, and a *coat*:
 
-    shell  box | cylinder | ellipsoid | cone | tub     in the points; the renders show only its bounding box
-    core   ball | cross                                in the points (a few percent of them); the renders show
-                                                       it as their colour family (ball: reds, cross: blues)
+    shell  box | cylinder | ellipsoid | cone | tub        seen by both modalities (silhouette, points)
+    core   ball | cross                                   points only: the renders never show it
+    coat   plain | ribbed                                 loud in the renders (the coat's colour family),
+                                                          quiet in the points (shallow ribs on the shell)
 
-The evaluation label is shell x core (10 classes). The renders tell the shell kinds apart by nothing but
-their proportions, and the core by nothing but colour; the points carry both.
-
-The design alone did not separate the losses: with 256-d point features, IM only, CM only and 1:1 learned
-the shell and the core alike (CM learned the shell from boxes as well as IM did). What separates them is the
-study config's narrow 16-d feature, which the two losses must share (configs/weighting_study.yaml). The
-measurements are in data/README.md ("Weighting benchmark").
+The evaluation label is shell x core x coat (20 classes). By design each factor reaches the point encoder by
+another route: the shell through either loss, the core only through IM (images carry nothing about it, so CM has no
+reason to encode it), the coat mostly through CM (colour is what the images are most about, so matching an
+image pulls the point feature towards the coat; in the points alone the ribs are a small cue among the
+large random proportions that IM uses to tell instances apart). Whether the losses follow the design is a
+measurement: data/README.md ("Weighting benchmark") gives the study's and bench.weighting_factors' figures.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from .writers import split_files, write_h5, write_lines, write_ply, write_png
 
 SHELLS = ("box", "cylinder", "ellipsoid", "cone", "tub")
 CORES = ("ball", "cross")
-CLASS_NAMES = tuple(f"{s}_{c}" for s in SHELLS for c in CORES)
+COATS = ("plain", "ribbed")
+CLASS_NAMES = tuple(f"{s}_{c}_{t}" for s in SHELLS for c in CORES for t in COATS)
 MODELNET40_CLASSES = 40  # shape_names.txt must list 40 names; the unused ones are named unused_<k>
 
 TAG_BENCH = 6  # random-stream tag (the five datasets use 1..5)
@@ -40,15 +41,18 @@ POINTS_PER_OBJECT = 2048
 
 BENCH_SIZES = {
     # tests: seconds
-    "weighting_tiny": dict(pretrain_per_class=3, train_per_class=9, test_per_class=4, views=2, image_size=32,
+    "weighting_tiny": dict(pretrain_per_class=2, train_per_class=6, test_per_class=3, views=2, image_size=32,
                            ply_points=512),
     # the study: 5,000 train (4,500 + 500 validation) / 2,000 test objects, 3,200 pretraining objects
-    "weighting": dict(pretrain_per_class=320, train_per_class=500, test_per_class=200, views=6, image_size=32,
+    "weighting": dict(pretrain_per_class=160, train_per_class=250, test_per_class=100, views=6, image_size=32,
                       ply_points=1024),
 }
 
-CORE_SCALE = 0.3  # core radius / smallest shell half-extent: a few percent of the points
-CORE_HUES = ((0.0, 0.09), (0.55, 0.68))  # the renders' colour family per core: ball reds, cross blues
+# how loud each factor is in the points (fractions of the shell's size); see the module docstring
+CORE_SCALE = 0.45  # core radius / smallest shell half-extent
+RIB_AMPLITUDE = 0.12  # rib depth / shell half-height
+RIB_CYCLES = 2  # ribs over the shell's height
+COAT_HUES = ((0.0, 0.09), (0.55, 0.68))  # plain: reds to oranges; ribbed: cyans to blues
 RENDER_DISTANCE_SCALE = 3.3
 
 
@@ -81,15 +85,19 @@ def _core(kind, half, rng):
     return [Box(center, (2 * radius, bar, bar)), Box(center, (bar, 2 * radius, bar)), Box(center, (bar, bar, 2 * radius))]
 
 
-def _object(rng, shell, core, n):
-    """Points (n,3) of the shell and its core, whether each is on the shell, and the shell's bounding box
-    (points, normals), all turned by one random yaw."""
+def _object(rng, shell, core, coat, n):
+    """Points (n,3), normals, whether each point is on the shell, in metres-ish units, turned by a random
+    yaw. The ribs push shell points along their normal by a sine of the height."""
     surface, half = _shell(SHELLS[shell], rng)
     parts = [(surface, 0)] + [(prim, 1) for prim in _core(CORES[core], half, rng)]
-    points, _, part_ids, _ = sample_parts(parts, n, rng)
-    box_points, box_normals, _, _ = sample_parts([(Box((0, 0, 0), 2 * half), 0)], n, rng)
+    points, normals, part_ids, _ = sample_parts(parts, n, rng)
+    on_shell = part_ids == 0
+    phase = U(rng, 0, 2 * math.pi)  # drawn for every coat, so that the coat changes nothing but the ribs
+    if COATS[coat] == "ribbed":
+        depth = RIB_AMPLITUDE * half[1] * np.sin(math.pi * RIB_CYCLES * points[:, 1] / half[1] + phase)
+        points = points + (on_shell * depth)[:, None] * normals
     turn = rot_y(U(rng, 0, 2 * math.pi))
-    return points @ turn.T, part_ids == 0, box_points @ turn.T, box_normals @ turn.T
+    return points @ turn.T, normals @ turn.T, on_shell
 
 
 def _jobs(per_class, rng):
@@ -99,12 +107,11 @@ def _jobs(per_class, rng):
 
 
 def factors(label):
-    """(shell, core) of a class label."""
-    return label // len(CORES), label % len(CORES)
+    return label // (len(CORES) * len(COATS)), (label // len(COATS)) % len(CORES), label % len(COATS)
 
 
 def make_modelnet40_bench(root, seed, cfg):
-    """modelnet40_ply_hdf5_2048/ with the 10 shell x core classes (labels 0..9, 40 names listed)."""
+    """modelnet40_ply_hdf5_2048/ with the 20 shell x core x coat classes (labels 0..19, 40 names listed)."""
     folder = root / "modelnet40_ply_hdf5_2048"
     counts = {}
     for split, per_class, n_files in (("train", cfg["train_per_class"], 5), ("test", cfg["test_per_class"], 2)):
@@ -113,7 +120,7 @@ def make_modelnet40_bench(root, seed, cfg):
         label = np.zeros((len(jobs), 1), np.uint8)
         for row, (c, k) in enumerate(jobs):
             rng = stream(seed, TAG_BENCH, SPLIT_CODES[split], c, k)
-            points = _object(rng, *factors(c), POINTS_PER_OBJECT)[0]
+            points, _, _ = _object(rng, *factors(c), POINTS_PER_OBJECT)
             points = normalise_unit_sphere(points) + rng.normal(0, 0.004, points.shape)
             data[row], label[row, 0] = normalise_unit_sphere(points), c
         listed = []
@@ -127,37 +134,38 @@ def make_modelnet40_bench(root, seed, cfg):
     return {**counts, "classes_used": len(CLASS_NAMES)}
 
 
-def _core_colours(core, n, rng):
-    """One hue from the core's family, random lightness and saturation per object, a little per-point noise."""
-    hue = U(rng, *CORE_HUES[core])
+def _coat_colours(coat, n, rng):
+    """One hue from the coat's family, random lightness and saturation per object, a little per-point noise."""
+    hue = U(rng, *COAT_HUES[coat])
     base = np.array(colorsys.hls_to_rgb(hue, U(rng, 0.35, 0.6), U(rng, 0.6, 0.95)))
     return np.clip(base + rng.normal(0, 0.02, (n, 3)), 0, 1)
 
 
 def make_shapenet_render_bench(root, seed, cfg):
     """ShapeNet/<synset>/<id>.ply and ShapeNetRendering/<synset>/<id>/rendering/NN.png (+ renderings.txt,
-    rendering_metadata.txt); one made-up synset folder per shell. The views show the shell's bounding box, not the
-    shell (module docstring)."""
+    rendering_metadata.txt); one made-up synset folder per shell. The views show the shell only (the core is
+    inside; it is left out of the render rather than trusting the z-buffer to hide every splat of it)."""
     size, views = cfg["image_size"], cfg["views"]
     jobs = _jobs(cfg["pretrain_per_class"], stream(seed, TAG_BENCH, SPLIT_CODES["pretrain"]))
     for c, k in jobs:
         rng = stream(seed, TAG_BENCH, SPLIT_CODES["pretrain"], c, k)
-        shell, core = factors(c)
-        points, _, box_points, box_normals = _object(rng, shell, core, cfg["ply_points"])
+        shell, core, coat = factors(c)
+        points, normals, on_shell = _object(rng, shell, core, coat, cfg["ply_points"] + 1500)
         lo, hi = points.min(axis=0), points.max(axis=0)
-        centre, scale = (lo + hi) / 2, np.linalg.norm(hi - lo)  # ShapeNet convention: bbox diagonal 1
-        points, box_points = (points - centre) / scale, (box_points - centre) / scale
+        points = (points - (lo + hi) / 2) / np.linalg.norm(hi - lo)  # ShapeNet convention: bbox diagonal 1
         synset, model_id = f"990000{shell:02d}", rng.bytes(16).hex()
-        write_ply(root / "ShapeNet" / synset / f"{model_id}.ply", points.astype(np.float32), binary=True)
+        write_ply(root / "ShapeNet" / synset / f"{model_id}.ply", points[:cfg["ply_points"]].astype(np.float32),
+                  binary=True)
         folder = root / "ShapeNetRendering" / synset / model_id / "rendering"
         cameras = [(U(rng, 0, 360), U(rng, 20, 35), U(rng, 0.7, 0.9)) for _ in range(views)]
         write_lines(folder / "renderings.txt", [f"{v:02d}.png" for v in range(views)])
         write_lines(folder / "rendering_metadata.txt",
                     [f"{az:.6f} {el:.6f} 0 {dist:.6f} {FIELD_OF_VIEW:g}" for az, el, dist in cameras])
-        colours = _core_colours(core, len(box_points), rng)
-        closed = np.ones(len(box_points), dtype=bool)
+        shell_points, shell_normals = points[on_shell], normals[on_shell]
+        colours = _coat_colours(coat, len(shell_points), rng)
+        closed = np.ones(len(shell_points), dtype=bool)
         for v, (az, el, dist) in enumerate(cameras):
-            image = render_view(box_points, box_normals, colours, closed, az, el, dist * RENDER_DISTANCE_SCALE,
+            image = render_view(shell_points, shell_normals, colours, closed, az, el, dist * RENDER_DISTANCE_SCALE,
                                 size=size)
             write_png(folder / f"{v:02d}.png", image)
     return {"objects": len(jobs), "views": views, "image_size": size, "synsets": len(SHELLS)}
