@@ -53,9 +53,13 @@ def targets(labels: np.ndarray) -> dict[str, np.ndarray]:
 
 @functools.lru_cache(maxsize=None)
 def benchmark(root: str, num_points: int) -> tuple[ModelNet40, ModelNet40, dict[str, np.ndarray]]:
-    """The trainval and test sets, read once per process, and the rows of trainval that form train and val:
-    features are extracted for trainval once and split, not extracted again per part."""
+    """The trainval and test sets, read and checked once per process, and the rows of trainval that form train
+    and val: features are extracted for trainval once and split, not extracted again per part."""
     trainval, test = (ModelNet40(root, split=split, num_points=num_points) for split in ("trainval", "test"))
+    top = max(int(trainval.labels.max()), int(test.labels.max()))
+    if top >= TARGETS["label"]:
+        raise ConfigError(f"{root}: labels up to {top}, not the weighting benchmark's {TARGETS['label']} "
+                          f"classes (python data/make_synthetic.py --size weighting)")
     rows = {part: np.searchsorted(trainval.indices, ModelNet40(root, split=part, num_points=num_points).indices)
             for part in ("train", "val")}
     return trainval, test, rows
@@ -64,19 +68,13 @@ def benchmark(root: str, num_points: int) -> tuple[ModelNet40, ModelNet40, dict[
 def score(encoder: torch.nn.Module, root: str, num_points: int, c: float) -> dict[str, dict[str, float]]:
     """{"val": {target: accuracy}, "test": {target: accuracy}} of one encoder (fractions)."""
     trainval, test, rows = benchmark(root, num_points)
-    data = {}
-    for split, dataset in (("trainval", trainval), ("test", test)):
-        x, y = extract_features(encoder, DataLoader(dataset, batch_size=128, shuffle=False), "cpu")
-        if y.max() >= TARGETS["label"]:
-            raise ConfigError(f"{root}: labels up to {y.max()}, not the weighting benchmark's {TARGETS['label']} "
-                              f"classes (python data/make_synthetic.py --size weighting)")
-        data[split] = (x, y)
-    for part, picked in rows.items():
-        data[part] = (data["trainval"][0][picked], data["trainval"][1][picked])
-    data = {split: (x, targets(y)) for split, (x, y) in data.items()}
+    (x, y), test_xy = (extract_features(encoder, DataLoader(dataset, batch_size=128, shuffle=False), "cpu")
+                       for dataset in (trainval, test))
+    data = {"trainval": (x, y), "test": test_xy, **{part: (x[picked], y[picked]) for part, picked in rows.items()}}
     result = {}
     for name, (fit, held_out) in {"val": ("train", "val"), "test": ("trainval", "test")}.items():
         (fit_x, fit_y), (held_x, held_y) = data[fit], data[held_out]
+        fit_y, held_y = targets(fit_y), targets(held_y)
         result[name] = {t: linear_svm_accuracy(fit_x, fit_y[t], held_x, held_y[t], C=c) for t in TARGETS}
     return result
 
