@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from utils.errors import ConfigError, exit_on_user_error
 from utils.files import atomic_write_text, read_json, write_json
@@ -84,6 +85,15 @@ def run_one(config: str | None, directory: Path, seed: int, overrides: list[str]
         if directory.is_dir():  # not when train.py refused its config before making the run directory
             write_json({"seconds": seconds, "argv": argv}, directory / "study.json")
     return seconds
+
+
+def started_with_baseline(directory: Path, default: bool) -> bool:
+    """Whether a started run scores the untrained encoder (its saved config says), else `default`."""
+    try:
+        saved = yaml.safe_load((directory / "config.yaml").read_text())
+    except FileNotFoundError:
+        return default
+    return bool(saved.get("monitor", {}).get("random_init", default))
 
 
 def collect(out: Path, variants: dict, seeds: list[int]) -> dict:
@@ -296,8 +306,9 @@ def main(argv=None) -> dict:
                 continue
             print(f"[{number}/{total}] {variant} seed {seed} -> {directory}", flush=True)
             try:
-                # the encoder before training depends on the seed only: scored in the seed's first run
-                baseline = [] if position == 0 else ["monitor.random_init=false"]
+                # the encoder before training depends on the seed only: scored in the seed's first run, or as
+                # the run started, when it resumes under another --variants order
+                baseline = [f"monitor.random_init={str(started_with_baseline(directory, position == 0)).lower()}"]
                 seconds = run_one(args.config, directory, seed, [*args.overrides, *overrides, *baseline])
             except SystemExit as stop:  # train.py printed its one-line error
                 if stop.code in (130, 143):  # SIGINT / SIGTERM: the run kept its last.pt; the study stops too
