@@ -2,9 +2,9 @@
 
     python -m bench.weighting_factors runs/weighting_study --svm-c 3
 
-The weighting benchmark's label is shell x end (data/README.md, "Weighting benchmark"): the end (which half of
-the shell holds the core) is what the renders' colour shows and what the intra-modal loss is made to ignore.
-One linear SVM per target (the 10-class label, the shell, the end) says which of them the features carry.
+The weighting benchmark's label is shell x core x coat (data/README.md, "Weighting benchmark"): the core
+reaches the point encoder through the intra-modal loss only, the coat is what the renders show. One linear
+SVM per target (the 20-class label, the shell, the core, the coat) says which of them the features carry.
 
 For every finished run of the study (or of `--variants` / `--seeds`): the frozen features of its best.pt,
 the checkpoint the study scored, at the run's `monitor.num_points`, on the benchmark's splits; per target a
@@ -33,7 +33,7 @@ import yaml
 from torch.utils.data import DataLoader
 
 from bench.weighting_study import REFERENCE, VARIANTS, finished, mean_std, paired_interval, plot_accuracy, run_dir
-from data.synthetic_gen.weighting_bench import ENDS, SHELLS, factors
+from data.synthetic_gen.weighting_bench import CORES, COATS, SHELLS, factors
 from datasets.modelnet40 import ModelNet40
 from engine.evaluate import extract_features, linear_svm_accuracy
 from models.build import BACKBONES
@@ -42,12 +42,13 @@ from utils.config import build_part
 from utils.errors import ConfigError, exit_on_user_error
 from utils.files import atomic_write_text, read_json, update_json, write_json
 
-TARGETS = {"label": len(SHELLS) * len(ENDS), "shell": len(SHELLS), "end": len(ENDS)}
+TARGETS = {"label": len(SHELLS) * len(CORES) * len(COATS), "shell": len(SHELLS), "core": len(CORES),
+           "coat": len(COATS)}
 
 
 def targets(labels: np.ndarray) -> dict[str, np.ndarray]:
-    shell, end = factors(labels)
-    return {"label": labels, "shell": shell, "end": end}
+    shell, core, coat = factors(labels)
+    return {"label": labels, "shell": shell, "core": core, "coat": coat}
 
 
 @functools.lru_cache(maxsize=None)
@@ -134,9 +135,9 @@ def _diff(entry: dict) -> str:
 def markdown(summary: dict, cs: list[float], command: str, reference: str = REFERENCE) -> str:
     lines = [f"Linear-SVM (C = {', '.join(f'{c:g}' for c in cs)}) test accuracy in % per target, mean +- sample "
              f"std over seeds; below each, the paired difference to {reference} on the same seeds with its 95 % "
-             "t-interval ('*': it excludes 0). Chance: " + ", ".join(f"{t} {100 / n:g}" for t, n in TARGETS.items())
-             + ".", "", f"    {command}", "",
-             "| variant | runs | label (val) | " + " | ".join(TARGETS) + " |", "|---|---|---|" + "---|" * len(TARGETS)]
+             "t-interval ('*': it excludes 0). Chance: label 5, shell 20, core 50, coat 50.", "",
+             f"    {command}", "",
+             "| variant | runs | label (val) | label | shell | core | coat |", "|---|---|---|---|---|---|---|"]
     for variant, entry in summary.items():
         val = _cell(entry["label_val"]) if "label_val" in entry else ""
         lines.append(f"| {variant} | {entry['runs']} | {val} | " + " | ".join(_cell(entry[t]) for t in TARGETS) + " |")

@@ -37,7 +37,7 @@ from torch.utils.data import Dataset
 from utils.errors import DataError
 
 from .h5 import checked_index, oneline, resolve_root
-from .transforms import NormalizeUnitSphere, RandomUpsideDown, pretrain_augmentation
+from .transforms import NormalizeUnitSphere, pretrain_augmentation
 
 log = logging.getLogger(__name__)
 
@@ -220,8 +220,7 @@ class ShapeNetRender(Dataset):
       ``points1``, ``points2``: (num_points, 3) float32, two independent augmentations
         (``point_transform``, default ``transforms.pretrain_augmentation()``) of the same cloud, which is
         resampled to ``num_points`` (without replacement when the PLY has enough points, with replacement
-        otherwise) and normalised to the unit sphere; view k is then turned upside down with probability
-        ``upside_down[k]`` (default never; unequal probabilities make the views asymmetric, as BYOL's are);
+        otherwise) and normalised to the unit sphere;
       ``image``: (3, S, S) float32, one random view: RGBA composited on ``background``, colour jitter
         (brightness, contrast, saturation, hue = ``color_jitter``, applied in random order as ColorJitter
         does), horizontal flip with probability ``flip_p``, resize to ``image_size``, ImageNet normalisation;
@@ -234,7 +233,7 @@ class ShapeNetRender(Dataset):
 
     def __init__(self, root, num_points: int = 2048, image_size: int = 224, grayscale: bool = False,
                  seed: int = 0, background=(255, 255, 255), point_transform=None,
-                 color_jitter=(0.4, 0.4, 0.4, 0.0), flip_p: float = 0.5, upside_down=(0.0, 0.0), synsets=None):
+                 color_jitter=(0.4, 0.4, 0.4, 0.0), flip_p: float = 0.5, synsets=None):
         self.root = resolve_root(root)
         self.num_points = int(num_points)
         if self.num_points <= 0:
@@ -248,9 +247,6 @@ class ShapeNetRender(Dataset):
             raise ValueError(f"background must be an (r, g, b) triple in 0..255, got {background!r}")
         self.background = tuple(int(c) for c in background)
         self.point_transform = pretrain_augmentation() if point_transform is None else point_transform
-        if len(upside_down) != 2 or not all(0.0 <= float(p) <= 1.0 for p in upside_down):
-            raise ValueError(f"upside_down must be two probabilities (view 1, view 2), got {upside_down!r}")
-        self._upside_down = tuple(RandomUpsideDown(p) for p in upside_down)
         self.color_jitter = tuple(float(c) for c in color_jitter)
         if len(self.color_jitter) != 4:
             raise ValueError("color_jitter must be (brightness, contrast, saturation, hue)")
@@ -340,7 +336,7 @@ class ShapeNetRender(Dataset):
         n = len(cloud)
         choice = rng.choice(n, self.num_points, replace=n < self.num_points)
         cloud = self._normalize(np.take(cloud, choice, axis=0))
-        return tuple(turn(self.point_transform(cloud, rng), rng) for turn in self._upside_down)
+        return self.point_transform(cloud, rng), self.point_transform(cloud, rng)
 
     # -------------------------------------------------------------------------------------------- image
     def _image(self, index: int, rng: np.random.Generator) -> torch.Tensor:

@@ -21,7 +21,6 @@ __all__ = [
     "RandomTranslate",
     "RandomJitter",
     "RandomDropout",
-    "RandomUpsideDown",
     "pretrain_augmentation",
 ]
 
@@ -166,24 +165,6 @@ class RandomDropout:
 
     def __repr__(self) -> str:
         return f"RandomDropout({self.max_ratio})"
-
-
-class RandomUpsideDown:
-    """With probability p, turn the cloud upside down: a half turn about the x axis (y and z change sign; a
-    proper rotation, so the cloud keeps its handedness). With p = 0 no number is drawn, so adding it changes no
-    other draw."""
-
-    def __init__(self, p: float = 0.5):
-        self.p = float(p)
-
-    def __call__(self, points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        out = _as_float32_copy(points)
-        if self.p > 0.0 and rng.random() < self.p:
-            out[:, 1:3] *= np.float32(-1.0)
-        return out
-
-    def __repr__(self) -> str:
-        return f"RandomUpsideDown({self.p})"
 
 
 class ScaleShift:

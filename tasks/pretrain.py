@@ -31,9 +31,6 @@ class PretrainData:
     image_size: PositiveInt = 224
     background: Annotated[list[int], Length(3), Range(ge=0, le=255)] = field(
         default_factory=lambda: [255, 255, 255])  # RGB that transparent rendering pixels are composited onto
-    # probability of turning point view 1 / view 2 upside down after the augmentation (the weighting benchmark's
-    # lever: with [0, 0.5] the intra-modal loss must ignore which end is up, the cross-modal loss need not)
-    upside_down: Annotated[list[float], Length(2), Range(ge=0.0, le=1.0)] = field(default_factory=lambda: [0.0, 0.0])
 
 
 @dataclass
@@ -128,6 +125,6 @@ def build_pretraining(cfg, runtime: Runtime) -> tuple[ContrastivePretraining, Sh
     objective = build_objective(cfg.loss, cfg.weighting, distributed=runtime.world_size > 1)
     train_set = ShapeNetRender(cfg.data.root, num_points=cfg.data.num_points, image_size=cfg.data.image_size,
                                grayscale=model_cfg.gray_branch, seed=cfg.seed,
-                               background=tuple(cfg.data.background), upside_down=tuple(cfg.data.upside_down))
+                               background=tuple(cfg.data.background))
     module = ContrastivePretraining(build_model(model_cfg), objective)
     return module, train_set, SvmMonitor(cfg.data.root, cfg.monitor, runtime)

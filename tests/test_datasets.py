@@ -75,18 +75,6 @@ def test_shapenet_render_randomness(synthetic_root):
     assert not torch.equal(first["points1"], other_seed["points1"])
 
 
-def test_shapenet_render_turns_views_upside_down(synthetic_root):
-    def keep(points, rng):
-        return points
-
-    plain = ShapeNetRender(synthetic_root, image_size=32, point_transform=keep)[2]
-    asymmetric = ShapeNetRender(synthetic_root, image_size=32, point_transform=keep, upside_down=(0.0, 1.0))[2]
-    assert torch.equal(asymmetric["points1"], plain["points1"])
-    assert torch.equal(asymmetric["points2"], plain["points2"] * torch.tensor([1.0, -1.0, -1.0]))
-    with pytest.raises(ValueError, match="upside_down"):
-        ShapeNetRender(synthetic_root, image_size=32, upside_down=(0.0, 1.5))
-
-
 def test_shapenet_render_same_items_with_workers(synthetic_root):
     ds = ShapeNetRender(synthetic_root, image_size=32, num_points=256, grayscale=True)
     ds.set_epoch(2)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from datasets.transforms import (Compose, NormalizeUnitSphere, RandomDropout, RandomJitter, RandomRotateY,
-                                 RandomScale, RandomTranslate, RandomUpsideDown, pretrain_augmentation)
+                                 RandomScale, RandomTranslate, pretrain_augmentation)
 
 
 def cloud(n=2048, seed=0, channels=3):
@@ -85,19 +85,6 @@ def test_dropout_replaces_with_first_point():
         assert np.all(out[changed] == points[0])
         ratios.append(changed.mean())
     assert max(ratios) < 0.9 and max(ratios) > 0.7 and min(ratios) < 0.1
-
-
-def test_upside_down_is_a_half_turn_about_x_with_probability_p():
-    points = cloud(channels=5)
-    turned = RandomUpsideDown(1.0)(points, np.random.default_rng(0))
-    np.testing.assert_array_equal(turned, points * np.float32([1, -1, -1, 1, 1]))  # x and extra channels kept
-    assert np.linalg.det(np.diag([1.0, -1.0, -1.0])) == 1.0  # a rotation: handedness kept
-    rng = np.random.default_rng(0)
-    flips = [not np.array_equal(RandomUpsideDown(0.3)(points, rng), points) for _ in range(2000)]
-    assert abs(np.mean(flips) - 0.3) < 0.04
-    rng, untouched = np.random.default_rng(5), np.random.default_rng(5)
-    np.testing.assert_array_equal(RandomUpsideDown(0.0)(points, rng), points)
-    assert rng.random() == untouched.random()  # p = 0 draws nothing: other augmentations keep their streams
 
 
 def test_transforms_keep_extra_channels_and_do_not_mutate_input():

@@ -1,5 +1,5 @@
 """The loss-weighting benchmark (data/synthetic_gen/weighting_bench.py): layouts the repo's loaders read,
-deterministic output, the designed factors (the core's end in the points, its height in the renders' hue)."""
+deterministic output, the designed factors (hidden core, coat colour, ribs) where they should be."""
 
 import colorsys
 import hashlib
@@ -10,8 +10,8 @@ import pytest
 from data.make_synthetic import make_synthetic
 from data.synthetic_gen import MARKER
 from data.synthetic_gen.sampling import stream
-from data.synthetic_gen.weighting_bench import (BENCH_SIZES, CLASS_NAMES, CORE_HEIGHT, ENDS, HUE_BOTTOM, HUE_TOP,
-                                                SHELLS, _core_colours, _object, factors)
+from data.synthetic_gen.weighting_bench import (BENCH_SIZES, CLASS_NAMES, COATS, CORES, RIB_AMPLITUDE, SHELLS,
+                                                _coat_colours, _object, factors)
 from datasets import ModelNet40, ShapeNetRender
 from datasets.shapenet_render import read_png_rgba
 
@@ -33,7 +33,7 @@ def fingerprint(root):
 def test_the_repo_loaders_read_both_layouts(bench):
     root, summary = bench
     classes = len(CLASS_NAMES)
-    assert classes == len(SHELLS) * len(ENDS) == 10
+    assert classes == len(SHELLS) * len(CORES) * len(COATS) == 20
     pretrain = ShapeNetRender(root, num_points=128, image_size=32)
     assert len(pretrain) == summary["shapenet_render"]["objects"] == classes * TINY["pretrain_per_class"]
     assert pretrain.num_skipped == 0
@@ -77,26 +77,32 @@ def test_deterministic_per_seed_and_refuses_real_data(bench, tmp_path):
 
 def test_factors_live_where_the_design_puts_them():
     for label in range(len(CLASS_NAMES)):
-        shell, end = factors(label)
-        assert CLASS_NAMES[label] == f"{SHELLS[shell]}_{ENDS[end]}"
+        shell, core, coat = factors(label)
+        assert CLASS_NAMES[label] == f"{SHELLS[shell]}_{CORES[core]}_{COATS[coat]}"
     rng = stream(0, 99)
+    # the core sits inside the shell: every core point is nearer the centre than the farthest shell point
     for shell in range(len(SHELLS)):
-        for end, sign in enumerate((1, -1)):
-            points, _, on_shell, height = _object(rng, shell, end, 2048)
-            assert 0.005 < (~on_shell).mean() < 0.3  # the core: a minority of the points (area-weighted)
-            assert CORE_HEIGHT[0] <= sign * height <= CORE_HEIGHT[1]
-            top, bottom = points[on_shell, 1].max(), points[on_shell, 1].min()
-            core = points[~on_shell, 1].mean()  # y is up; the random turn is about y
-            assert sign * (core - (top + bottom) / 2) > 0.1 * (top - bottom)  # in the half its end names
-    # the hue follows the core's height: red at the top of the range, blue at the bottom, linearly between
-    hues = [colorsys.rgb_to_hls(*_core_colours(h, 1, stream(3, 5))[0])[0]
-            for h in (CORE_HEIGHT[1], CORE_HEIGHT[0], -CORE_HEIGHT[0], -CORE_HEIGHT[1])]
-    assert hues[0] == pytest.approx(HUE_TOP, abs=0.03) or hues[0] > 0.97  # hue is circular: 0.99 is next to 0
-    assert hues[-1] == pytest.approx(HUE_BOTTOM, abs=0.03)
-    assert hues[1] < hues[2] < hues[3]
+        points, _, on_shell = _object(rng, shell, 1, 0, 2048)
+        assert 0.01 < (~on_shell).mean() < 0.3  # a minority of the points (area-weighted sampling)
+        centre = points[on_shell].mean(axis=0)
+        radius = np.linalg.norm(points - centre, axis=1)
+        assert radius[~on_shell].max() < radius[on_shell].max()
+    # ribs move shell points along their normal by up to RIB_AMPLITUDE of the half-height: same shell draws
+    # (a box, y up), with and without ribs
+    plain, _, _ = _object(stream(0, 7), 0, 0, 0, 2048)
+    ribbed, _, _ = _object(stream(0, 7), 0, 0, 1, 2048)
+    moved = np.linalg.norm(plain - ribbed, axis=1)
+    depth = RIB_AMPLITUDE * np.abs(plain[:, 1]).max()
+    assert 0.9 * depth < moved.max() <= depth + 1e-9
+    # the coat's colour family: plain is red to orange, ribbed cyan to blue
+    for coat, (lo, hi) in enumerate(((0.0, 0.1), (0.5, 0.7))):
+        for seed in range(20):
+            hue = colorsys.rgb_to_hls(*_coat_colours(coat, 1, stream(seed, 5))[0])[0]
+            off = abs(hue - (lo + hi) / 2)
+            assert min(off, 1 - off) <= (hi - lo) / 2 + 0.03  # hue is circular: 0.99 is next to 0.0
 
 
-def test_renders_show_the_end_by_colour(bench):
+def test_renders_show_the_coat_colour(bench):
     root, _ = bench
     reds = blues = 0
     for png in sorted((root / "ShapeNetRendering").rglob("00.png")):

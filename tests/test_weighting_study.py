@@ -95,13 +95,13 @@ def test_factor_probe_scores_each_factor_and_agrees_with_the_study(tmp_path, mon
     for variant, seed in [(v, s) for v in ("static-1:1", "static-1:0") for s in (0, 1)]:
         scores = runs[variant][str(seed)]
         assert scores["test"].keys() == scores["val"].keys() == scores["random_init"].keys() == {
-            "label", "shell", "end"}
+            "label", "shell", "core", "coat"}
         assert all(0 <= v <= 1 for part in ("val", "test", "random_init") for v in scores[part].values())
         metrics = weighting_study.run_dir(out, variant, seed) / "metrics.json"
         studied = json.loads(metrics.read_text())["test"]["svm_acc"]
         assert abs(scores["test"]["label"] - studied) <= 1 / test_objects + 1e-12
-    other = summary["static-1:0"]["end"]
-    diffs = [runs["static-1:0"][s]["test"]["end"] - runs["static-1:1"][s]["test"]["end"] for s in ("0", "1")]
+    other = summary["static-1:0"]["core"]
+    diffs = [runs["static-1:0"][s]["test"]["core"] - runs["static-1:1"][s]["test"]["core"] for s in ("0", "1")]
     assert abs(other["diff"] - sum(diffs) / 2) < 1e-12 and other["low"] <= other["diff"] <= other["high"]
     assert summary["(random init)"]["runs"] == 2
     table = (out / "factors_C0.01.md").read_text()

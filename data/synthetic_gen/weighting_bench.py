@@ -1,21 +1,20 @@
 """A benchmark on which the weighting of the intra-modal (IM) and cross-modal (CM) losses matters.
 
 Written in two of the real layouts: ShapeNetRender (pretraining: .ply + rendered views) and ModelNet40
-(the linear-SVM evaluation: points only). Every object is a closed outer *shell* with random proportions and
-a small solid *core* inside it, in the upper or the lower half:
+(the linear-SVM evaluation: points only). Every object is a closed outer *shell* with random proportions, an
+*inner core* hidden inside it, and a *coat*:
 
     shell  box | cylinder | ellipsoid | cone | tub        seen by both modalities (silhouette, points)
-    end    up | down                                      where the core sits: in the points, a blob above
-                                                          or below the middle; in the renders (which leave
-                                                          the core out), the hue of the whole object, red
-                                                          high to blue low, linear in the core's height
+    core   ball | cross                                   points only: the renders never show it
+    coat   plain | ribbed                                 loud in the renders (the coat's colour family),
+                                                          quiet in the points (shallow ribs on the shell)
 
-The evaluation label is shell x end (10 classes). The lever is in the pretraining config, not here:
-`data.upside_down=[0, 0.5]` turns the second point view upside down half of the time. The two views of an
-object then disagree about which end is up on a quarter... half of the pairs, so IM is rewarded for
-features that ignore the end; CM compares the views' mean embedding with an upright render whose colour
-gives the core's height, so it is rewarded for encoding the end. Whether the losses follow the design is a
-measurement: data/README.md ("Weighting benchmark").
+The evaluation label is shell x core x coat (20 classes). By design each factor reaches the point encoder by
+another route: the shell through either loss, the core only through IM (images carry nothing about it, so CM has no
+reason to encode it), the coat mostly through CM (colour is what the images are most about, so matching an
+image pulls the point feature towards the coat; in the points alone the ribs are a small cue among the
+large random proportions that IM uses to tell instances apart). Whether the losses follow the design is a
+measurement: data/README.md ("Weighting benchmark") gives the study's and bench.weighting_factors' figures.
 """
 
 from __future__ import annotations
@@ -31,8 +30,9 @@ from .sampling import normalise_unit_sphere, sample_parts, stream
 from .writers import split_files, write_h5, write_lines, write_ply, write_png
 
 SHELLS = ("box", "cylinder", "ellipsoid", "cone", "tub")
-ENDS = ("up", "down")  # the half of the shell that holds the core
-CLASS_NAMES = tuple(f"{s}_{e}" for s in SHELLS for e in ENDS)
+CORES = ("ball", "cross")
+COATS = ("plain", "ribbed")
+CLASS_NAMES = tuple(f"{s}_{c}_{t}" for s in SHELLS for c in CORES for t in COATS)
 MODELNET40_CLASSES = 40  # shape_names.txt must list 40 names; the unused ones are named unused_<k>
 
 TAG_BENCH = 6  # random-stream tag (the five datasets use 1..5)
@@ -41,16 +41,18 @@ POINTS_PER_OBJECT = 2048
 
 BENCH_SIZES = {
     # tests: seconds
-    "weighting_tiny": dict(pretrain_per_class=4, train_per_class=12, test_per_class=6, views=2, image_size=32,
+    "weighting_tiny": dict(pretrain_per_class=2, train_per_class=6, test_per_class=3, views=2, image_size=32,
                            ply_points=512),
     # the study: 5,000 train (4,500 + 500 validation) / 2,000 test objects, 3,200 pretraining objects
-    "weighting": dict(pretrain_per_class=320, train_per_class=500, test_per_class=200, views=6, image_size=32,
+    "weighting": dict(pretrain_per_class=160, train_per_class=250, test_per_class=100, views=6, image_size=32,
                       ply_points=1024),
 }
 
-CORE_SCALE = 0.35  # core radius / smallest shell half-extent
-CORE_HEIGHT = (0.2, 0.5)  # |height of the core's centre| / shell half-height: never near the middle
-HUE_TOP, HUE_BOTTOM = 0.0, 0.66  # a core at +CORE_HEIGHT[1] is painted red, at -CORE_HEIGHT[1] blue
+# how loud each factor is in the points (fractions of the shell's size); see the module docstring
+CORE_SCALE = 0.45  # core radius / smallest shell half-extent
+RIB_AMPLITUDE = 0.12  # rib depth / shell half-height
+RIB_CYCLES = 2  # ribs over the shell's height
+COAT_HUES = ((0.0, 0.09), (0.55, 0.68))  # plain: reds to oranges; ribbed: cyans to blues
 RENDER_DISTANCE_SCALE = 3.3
 
 
@@ -73,16 +75,29 @@ def _shell(kind, rng):
     return Frustum((0, 0, 0), bottom, top, height), np.array([top, height / 2, top])
 
 
-def _object(rng, shell, end, n):
-    """Points (n,3), normals, whether each point is on the shell, and the core's height over the shell's
-    half-height (signed: the colour of the renders), turned by a random yaw."""
-    surface, half = _shell(SHELLS[shell], rng)
-    height = (1.0 if ENDS[end] == "up" else -1.0) * U(rng, *CORE_HEIGHT)
+def _core(kind, half, rng):
+    """The hidden core, well inside the shell (the cone's narrow top is avoided by sitting low)."""
     radius = CORE_SCALE * float(half.min()) * U(rng, 0.9, 1.1)
-    core = Ellipsoid((0, height * half[1], 0), (radius, radius, radius))
-    points, normals, part_ids, _ = sample_parts([(surface, 0), (core, 1)], n, rng)
+    center = (0, -0.25 * half[1], 0)
+    if kind == "ball":
+        return [Ellipsoid(center, (radius, radius, radius))]
+    bar = 0.3 * radius
+    return [Box(center, (2 * radius, bar, bar)), Box(center, (bar, 2 * radius, bar)), Box(center, (bar, bar, 2 * radius))]
+
+
+def _object(rng, shell, core, coat, n):
+    """Points (n,3), normals, whether each point is on the shell, in metres-ish units, turned by a random
+    yaw. The ribs push shell points along their normal by a sine of the height."""
+    surface, half = _shell(SHELLS[shell], rng)
+    parts = [(surface, 0)] + [(prim, 1) for prim in _core(CORES[core], half, rng)]
+    points, normals, part_ids, _ = sample_parts(parts, n, rng)
+    on_shell = part_ids == 0
+    phase = U(rng, 0, 2 * math.pi)  # drawn for every coat, so that the coat changes nothing but the ribs
+    if COATS[coat] == "ribbed":
+        depth = RIB_AMPLITUDE * half[1] * np.sin(math.pi * RIB_CYCLES * points[:, 1] / half[1] + phase)
+        points = points + (on_shell * depth)[:, None] * normals
     turn = rot_y(U(rng, 0, 2 * math.pi))
-    return points @ turn.T, normals @ turn.T, part_ids == 0, height
+    return points @ turn.T, normals @ turn.T, on_shell
 
 
 def _jobs(per_class, rng):
@@ -92,8 +107,7 @@ def _jobs(per_class, rng):
 
 
 def factors(label):
-    """(shell, end) of a class label."""
-    return label // len(ENDS), label % len(ENDS)
+    return label // (len(CORES) * len(COATS)), (label // len(COATS)) % len(CORES), label % len(COATS)
 
 
 def make_modelnet40_bench(root, seed, cfg):
@@ -106,7 +120,7 @@ def make_modelnet40_bench(root, seed, cfg):
         label = np.zeros((len(jobs), 1), np.uint8)
         for row, (c, k) in enumerate(jobs):
             rng = stream(seed, TAG_BENCH, SPLIT_CODES[split], c, k)
-            points, _, _, _ = _object(rng, *factors(c), POINTS_PER_OBJECT)
+            points, _, _ = _object(rng, *factors(c), POINTS_PER_OBJECT)
             points = normalise_unit_sphere(points) + rng.normal(0, 0.004, points.shape)
             data[row], label[row, 0] = normalise_unit_sphere(points), c
         listed = []
@@ -120,10 +134,9 @@ def make_modelnet40_bench(root, seed, cfg):
     return {**counts, "classes_used": len(CLASS_NAMES)}
 
 
-def _core_colours(height, n, rng):
-    """The hue says where the core sits (red high, blue low, linearly in its height), with random lightness
-    and saturation per object and a little per-point noise."""
-    hue = HUE_TOP + (HUE_BOTTOM - HUE_TOP) * (CORE_HEIGHT[1] - height) / (2 * CORE_HEIGHT[1])
+def _coat_colours(coat, n, rng):
+    """One hue from the coat's family, random lightness and saturation per object, a little per-point noise."""
+    hue = U(rng, *COAT_HUES[coat])
     base = np.array(colorsys.hls_to_rgb(hue, U(rng, 0.35, 0.6), U(rng, 0.6, 0.95)))
     return np.clip(base + rng.normal(0, 0.02, (n, 3)), 0, 1)
 
@@ -136,8 +149,8 @@ def make_shapenet_render_bench(root, seed, cfg):
     jobs = _jobs(cfg["pretrain_per_class"], stream(seed, TAG_BENCH, SPLIT_CODES["pretrain"]))
     for c, k in jobs:
         rng = stream(seed, TAG_BENCH, SPLIT_CODES["pretrain"], c, k)
-        shell, end = factors(c)
-        points, normals, on_shell, height = _object(rng, shell, end, cfg["ply_points"] + 1500)
+        shell, core, coat = factors(c)
+        points, normals, on_shell = _object(rng, shell, core, coat, cfg["ply_points"] + 1500)
         lo, hi = points.min(axis=0), points.max(axis=0)
         points = (points - (lo + hi) / 2) / np.linalg.norm(hi - lo)  # ShapeNet convention: bbox diagonal 1
         synset, model_id = f"990000{shell:02d}", rng.bytes(16).hex()
@@ -149,7 +162,7 @@ def make_shapenet_render_bench(root, seed, cfg):
         write_lines(folder / "rendering_metadata.txt",
                     [f"{az:.6f} {el:.6f} 0 {dist:.6f} {FIELD_OF_VIEW:g}" for az, el, dist in cameras])
         shell_points, shell_normals = points[on_shell], normals[on_shell]
-        colours = _core_colours(height, len(shell_points), rng)
+        colours = _coat_colours(coat, len(shell_points), rng)
         closed = np.ones(len(shell_points), dtype=bool)
         for v, (az, el, dist) in enumerate(cameras):
             image = render_view(shell_points, shell_normals, colours, closed, az, el, dist * RENDER_DISTANCE_SCALE,
