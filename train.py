@@ -32,15 +32,17 @@ def main(argv=None) -> dict:
             # The same encoder before any training: the baseline that pretraining must beat. Computed once per
             # run directory (a resumed run keeps the first value), before the first step.
             module.to(runtime.device)
-            update_json(metrics_path, {"random_init": {"svm_acc": monitor.accuracy(module.encoder, "trainval",
-                                                                                   "test")}})
+            update_json(metrics_path, {"random_init": monitor.baseline(module.encoder)})
         result = trainer.fit()
         if runtime.is_main:
             baseline = read_json(metrics_path).get("random_init")
             print(f"\nModelNet40 linear SVM (C={cfg.monitor.svm_c}), test set, scored once:")
             if baseline is not None:
-                print(f"  random init : {100 * baseline['svm_acc']:6.2f} %")
-            print(f"  pretrained  : {100 * result['test']['svm_acc']:6.2f} %   (epoch "
+                print(f"  random init                : {100 * baseline['svm_acc']:6.2f} %")
+                if "svm_acc_bn_calibrated" in baseline:  # absent in a run directory from before it existed
+                    print(f"  random init, BN calibrated : {100 * baseline['svm_acc_bn_calibrated']:6.2f} %   "
+                          "(BatchNorm statistics estimated on the data, no training)")
+            print(f"  pretrained                 : {100 * result['test']['svm_acc']:6.2f} %   (epoch "
                   f"{result['test']['selected_epoch']}, chosen on the validation split)")
             print(f"run directory: {cfg.out}")
         return result

@@ -9,8 +9,9 @@ SVM per target (the 20-class label, the shell, the core, the coat) says which of
 For every finished run of the study (or of `--variants` / `--seeds`): the frozen features of its best.pt,
 the checkpoint the study scored, at the run's `monitor.num_points`, on the benchmark's splits; per target a
 linear SVM fit on train and scored on val, and fit on trainval and scored on test, as the study scores the
-label, with C = `--svm-c` (default: the run's own `monitor.svm_c`). The baseline is the same backbone at
-random initialisation, built from the run's config under `torch.manual_seed(seed)`, per seed.
+label, with C = `--svm-c` (default: the run's own `monitor.svm_c`). The baselines are the same backbone at
+random initialisation, built from the run's config under `torch.manual_seed(seed)`, per seed: as initialised,
+and with its BatchNorm statistics estimated on the trainval points (engine.evaluate.calibrated_batchnorm).
 
 Writes into the study folder `factors_C<C>.md` and `.json` (test accuracy per target, mean +- sample std
 over seeds; the paired difference to static-1:1 on the same seeds with a 95 % t-interval; the label's
@@ -35,7 +36,7 @@ from torch.utils.data import DataLoader
 from bench.weighting_study import REFERENCE, VARIANTS, finished, mean_std, paired_interval, plot_accuracy, run_dir
 from data.synthetic_gen.weighting_bench import CORES, COATS, SHELLS, factors
 from datasets.modelnet40 import ModelNet40
-from engine.evaluate import extract_features, linear_svm_accuracy
+from engine.evaluate import calibrated_batchnorm, extract_features, linear_svm_accuracy
 from models.build import BACKBONES
 from tools.common import load_model
 from utils.config import build_part
@@ -44,6 +45,9 @@ from utils.files import atomic_write_text, read_json, update_json, write_json
 
 TARGETS = {"label": len(SHELLS) * len(CORES) * len(COATS), "shell": len(SHELLS), "core": len(CORES),
            "coat": len(COATS)}
+
+
+BASELINE_ROWS = {"random_init": "(random init)", "random_init_bn_calibrated": "(random init, BN calibrated)"}
 
 
 def targets(labels: np.ndarray) -> dict[str, np.ndarray]:
@@ -85,16 +89,18 @@ def score_run(directory: Path, seed: int, svm_c: float | None, baselines: dict) 
     cfg = yaml.safe_load((directory / "config.yaml").read_text())
     root, num_points, backbone = cfg["data"]["root"], cfg["monitor"]["num_points"], cfg["model"]["point_backbone"]
     c = svm_c if svm_c is not None else cfg["monitor"]["svm_c"]
-    saved = read_json(directory / "factors.json")  # scored before at this C: a re-run only adds new runs
-    if f"{c:g}" in saved:
-        return saved[f"{c:g}"]
+    saved = read_json(directory / "factors.json").get(f"{c:g}", {})  # scored before at this C: a re-run only
+    if "random_init_bn_calibrated" in saved:  # adds new runs (and the calibrated baseline to older scores)
+        return saved
     trained, _ = load_model(directory / "best.pt", "embed")
     key = (seed, root, num_points, c, yaml.safe_dump(backbone, sort_keys=True))
     if key not in baselines:
         torch.manual_seed(seed)
         untrained = build_part(BACKBONES, backbone).eval().requires_grad_(False)
-        baselines[key] = score(untrained, root, num_points, c)["test"]
-    scores = {"svm_c": c, **score(trained, root, num_points, c), "random_init": baselines[key]}
+        calibrated = calibrated_batchnorm(untrained, DataLoader(benchmark(root, num_points)[0], batch_size=128), "cpu")
+        baselines[key] = {"random_init": score(untrained, root, num_points, c)["test"],
+                          "random_init_bn_calibrated": score(calibrated, root, num_points, c)["test"]}
+    scores = {"svm_c": c, **score(trained, root, num_points, c), **baselines[key]}
     update_json(directory / "factors.json", {f"{c:g}": scores})
     return scores
 
@@ -112,10 +118,11 @@ def summarize(table: dict, reference: str = REFERENCE) -> dict:
             entry[target].update(diff=diff, low=low, high=high, paired_seeds=len(shared))
         entry["label_val"] = dict(zip(("mean", "std"), mean_std([r["val"]["label"] for r in rows.values()])))
         summary[variant] = entry
-    baseline = {s: r["random_init"] for rows in table.values() for s, r in rows.items()}
-    summary["(random init)"] = {"runs": len(baseline), "seeds": sorted(baseline),
-                                **{t: dict(zip(("mean", "std"), mean_std([b[t] for b in baseline.values()])))
-                                   for t in TARGETS}}
+    for name, label in BASELINE_ROWS.items():
+        baseline = {s: r[name] for rows in table.values() for s, r in rows.items()}
+        summary[label] = {"runs": len(baseline), "seeds": sorted(baseline),
+                          **{t: dict(zip(("mean", "std"), mean_std([b[t] for b in baseline.values()])))
+                             for t in TARGETS}}
     return summary
 
 
@@ -141,7 +148,8 @@ def markdown(summary: dict, cs: list[float], command: str, reference: str = REFE
     for variant, entry in summary.items():
         val = _cell(entry["label_val"]) if "label_val" in entry else ""
         lines.append(f"| {variant} | {entry['runs']} | {val} | " + " | ".join(_cell(entry[t]) for t in TARGETS) + " |")
-        if variant not in (reference, "(random init)") and any(entry[t].get("low") is not None for t in TARGETS):
+        compared = variant != reference and variant not in BASELINE_ROWS.values()
+        if compared and any(entry[t].get("low") is not None for t in TARGETS):
             lines.append("| | | | " + " | ".join(_diff(entry[t]) for t in TARGETS) + " |")
     return "\n".join(lines) + "\n"
 

@@ -10,8 +10,9 @@ study is continued by running the same command again. At the end, and after ever
   - summary.md / summary.json: per variant, the linear-SVM accuracy on the validation split (the best epoch's,
     which chose the checkpoint) and on the test split (scored once, on that checkpoint), mean +- sample std
     over seeds; the paired difference to the reference variant (static-1:1) on the same seeds, with a 95 %
-    t-interval over seeds; the wall time per run; the test accuracy of the encoders before training (scored
-    in each seed's first run only: the random initialisation depends on the seed alone);
+    t-interval over seeds; the wall time per run; the test accuracy of the encoders before training, as
+    initialised and with their BatchNorm statistics estimated on the data (scored in each seed's first run
+    only: the random initialisation depends on the seed alone);
   - weights.png: the weights of the two losses against the step, per variant (mean over seeds);
   - accuracy.png: test accuracy per variant, every seed and the mean +- std.
 `--variants` takes names from VARIANTS, or custom ones as `label=key=value,key=value`.
@@ -34,6 +35,9 @@ from utils.errors import ConfigError, exit_on_user_error
 from utils.files import atomic_write_text, read_json, write_json
 
 REFERENCE = "static-1:1"
+# the untrained encoder's two scores (train.py, metrics.json "random_init"): as initialised, and with its BatchNorm
+# statistics estimated on the data
+BASELINES = {"random_init": "svm_acc", "random_init_bn_calibrated": "svm_acc_bn_calibrated"}
 VARIANTS = {
     "static-1:0": ["weighting.name=static", "weighting.weights=[1.0,0.0]"],
     "static-3:1": ["weighting.name=static", "weighting.weights=[1.5,0.5]"],
@@ -107,7 +111,7 @@ def collect(out: Path, variants: dict, seeds: list[int]) -> dict:
                 continue
             metrics = read_json(directory / "metrics.json")
             rows[seed] = {"val": metrics["best"]["value"], "test": metrics["test"]["svm_acc"],
-                          "random_init": metrics.get("random_init", {}).get("svm_acc"),
+                          "random_init": metrics.get("random_init", {}),
                           "epoch": metrics["test"].get("selected_epoch"),
                           "seconds": read_json(directory / "study.json").get("seconds"),
                           "curves": weight_curves(directory / "curves.csv")}
@@ -161,10 +165,11 @@ def summarize(table: dict, seeds: list[int], reference: str = REFERENCE) -> dict
             entry[f"{split}_per_seed"] = {str(s): r[split] for s, r in rows.items()}
         entry["seconds_mean"], _ = mean_std([r["seconds"] for r in rows.values() if r["seconds"] is not None])
         summary["variants"][variant] = entry
-    baselines = {seed: row["random_init"] for rows in table.values() for seed, row in rows.items()
-                 if row["random_init"] is not None}
-    summary["random_init_test_mean"], summary["random_init_test_std"] = mean_std(list(baselines.values()))
-    summary["random_init_seeds"] = sorted(baselines)
+    for name, key in BASELINES.items():
+        baselines = {seed: row["random_init"][key] for rows in table.values() for seed, row in rows.items()
+                     if key in row["random_init"]}
+        summary[f"{name}_test_mean"], summary[f"{name}_test_std"] = mean_std(list(baselines.values()))
+        summary[f"{name}_seeds"] = sorted(baselines)
     return summary
 
 
@@ -181,10 +186,11 @@ def markdown(summary: dict, command: str) -> str:
              "", f"    {command}", "",
              "| variant | runs | val | test | test - ref [95 % CI] | val - ref [95 % CI] | s / run |",
              "|---|---|---|---|---|---|---|"]
-    if summary["random_init_test_mean"] is not None:
-        std, runs = summary["random_init_test_std"], len(summary["random_init_seeds"])
-        lines.append(f"| (random init) | {runs} | | {pct(summary['random_init_test_mean'])}"
-                     f"{'' if std is None else ' +- ' + pct(std)} | | | |")
+    for name, label in zip(BASELINES, ("(random init)", "(random init, BN calibrated)")):
+        if summary[f"{name}_test_mean"] is not None:
+            std, runs = summary[f"{name}_test_std"], len(summary[f"{name}_seeds"])
+            lines.append(f"| {label} | {runs} | | {pct(summary[f'{name}_test_mean'])}"
+                         f"{'' if std is None else ' +- ' + pct(std)} | | | |")
     for variant, e in summary["variants"].items():
         def cell(split):
             mean, std = e[f"{split}_mean"], e[f"{split}_std"]
@@ -267,9 +273,9 @@ def plot_accuracy(values: dict[str, list[float]], path: Path, ylabel: str) -> No
     plt.close(figure)
 
 
-def report(out: Path, variants: dict, seeds: list[int], command: str) -> dict:
+def report(out: Path, variants: dict, seeds: list[int], command: str, reference: str = REFERENCE) -> dict:
     table = collect(out, variants, seeds)
-    summary = summarize(table, seeds)
+    summary = summarize(table, seeds, reference)
     summary["command"] = command
     write_json(summary, out / "summary.json")
     atomic_write_text(out / "summary.md", markdown(summary, command))
@@ -284,6 +290,8 @@ def parse_args(argv=None):
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), metavar="V")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], metavar="S")
     parser.add_argument("--out", default="runs/weighting_study")
+    parser.add_argument("--reference", default=REFERENCE, metavar="V",
+                        help=f"the variant the paired differences are taken to (default {REFERENCE})")
     parser.add_argument("overrides", nargs="*", help="dotted config overrides for every run")
     return parser.parse_args(argv)
 
@@ -292,6 +300,8 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     variants = parse_variants(args.variants)
+    if args.reference not in variants:
+        raise ConfigError(f"--reference: '{args.reference}' is not among the variants ({', '.join(variants)})")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = "python -m bench.weighting_study " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -318,8 +328,8 @@ def main(argv=None) -> dict:
                 print(f"[{number}/{total}] {variant} seed {seed}: failed (exit {stop.code}); left out", flush=True)
                 continue
             print(f"[{number}/{total}] {variant} seed {seed}: {seconds:.0f} s", flush=True)
-            report(out, variants, args.seeds, command)
-    summary = report(out, variants, args.seeds, command)
+            report(out, variants, args.seeds, command, args.reference)
+    summary = report(out, variants, args.seeds, command, args.reference)
     print("\n" + (out / "summary.md").read_text())
     print(f"written: {out / 'summary.md'}, {out / 'summary.json'}, {out / 'weights.png'}, {out / 'accuracy.png'}")
     return summary

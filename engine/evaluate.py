@@ -14,6 +14,7 @@ Contents
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 import warnings
@@ -21,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import update_bn
 from tqdm import tqdm
 
 from engine.runtime import move_to_device
@@ -100,6 +102,18 @@ def extract_features(encoder: torch.nn.Module, loader, device, amp_dtype: torch.
     feats = torch.cat(features).numpy().astype(np.float32, copy=False)
     labs = torch.cat(labels).numpy().astype(np.int64, copy=False)
     return feats, labs
+
+
+def calibrated_batchnorm(encoder: torch.nn.Module, loader, device) -> torch.nn.Module:
+    """A copy of `encoder`, in eval mode, whose BatchNorm running statistics are estimated afresh from the
+    `points` of every batch of `loader` (equal-weight average over batches: torch.optim.swa_utils.update_bn);
+    no gradient, no weight changes, `encoder` itself untouched. A randomly initialised encoder normalises with
+    mean 0 and variance 1, far from what its layers see: this is the random baseline a trained encoder, whose
+    statistics were estimated in training, should be compared with."""
+    calibrated = copy.deepcopy(encoder)
+    with torch.no_grad():
+        update_bn((batch["points"] for batch in loader), calibrated, torch.device(device))
+    return calibrated.eval()
 
 
 # --------------------------------------------------------------------------------------------------------------

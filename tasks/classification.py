@@ -17,7 +17,8 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from datasets import ModelNet40, ScanObjectNN
-from engine.evaluate import extract_features, few_shot_accuracy, linear_svm_accuracy, plot_tsne, select_svm_c
+from engine.evaluate import (calibrated_batchnorm, extract_features, few_shot_accuracy, linear_svm_accuracy, plot_tsne,
+                             select_svm_c)
 from engine.runtime import RunConfig
 from models.build import BACKBONES
 from utils.config import Config, Length, OneOf, Pattern, PositiveFloat, PositiveInt, Range, choose
@@ -59,6 +60,9 @@ class ClassificationConfig(RunConfig):
     out: str = "runs/classification"
     checkpoint: str | None = None  # train.py's best.pt / last.pt, or a CrossPoint / AdaCrossNet state_dict
     random_init: bool = False  # the same encoder at random initialisation (seeded), as a baseline
+    # estimate the encoder's BatchNorm statistics on each dataset's trainval points before extracting features: with
+    # random_init, the baseline that tells learned features from calibrated ones (engine.evaluate.calibrated_batchnorm)
+    calibrate_batchnorm: bool = False
     model: dict = choose(BACKBONES, "dgcnn")  # use the k the encoder was pretrained with
     data: ClassificationData = field(default_factory=ClassificationData)
     svm: SvmConfig = field(default_factory=SvmConfig)
@@ -116,6 +120,8 @@ def evaluate_dataset(name: str, encoder, cfg: Config, runtime, run_dir: Path, wr
         dataset = build_dataset(cfg, name, split)
         loader = DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=False,
                             num_workers=cfg.train.num_workers, pin_memory=runtime.device.type == "cuda")
+        if split == "trainval" and cfg.calibrate_batchnorm:
+            encoder = calibrated_batchnorm(encoder, loader, runtime.device)
         features[split] = extract_features(encoder, loader, runtime.device, runtime.amp_dtype,
                                            desc=f"{title} {split} features")
         class_names = list(dataset.class_names)

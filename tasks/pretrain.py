@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from datasets import ModelNet40, ShapeNetRender
-from engine.evaluate import extract_features, linear_svm_accuracy
+from engine.evaluate import calibrated_batchnorm, extract_features, linear_svm_accuracy
 from engine.runtime import RunConfig, Runtime
 from engine.trainer import Evaluation
 from losses.objective import PretrainObjective, build_objective
@@ -93,15 +93,25 @@ class SvmMonitor:
     def __init__(self, root, cfg, runtime: Runtime):
         self.root, self.cfg, self.runtime = root, cfg, runtime
 
-    def _features(self, encoder, split):
+    def _loader(self, split):
         dataset = ModelNet40(self.root, split=split, num_points=self.cfg.num_points)
-        loader = DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=False, num_workers=0)
-        return extract_features(encoder, loader, self.runtime.device)
+        return DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=False, num_workers=0)
+
+    def _features(self, encoder, split):
+        return extract_features(encoder, self._loader(split), self.runtime.device)
 
     def accuracy(self, encoder, fit_split: str, score_split: str) -> float:
         train_x, train_y = self._features(encoder, fit_split)
         test_x, test_y = self._features(encoder, score_split)
         return linear_svm_accuracy(train_x, train_y, test_x, test_y, C=self.cfg.svm_c)
+
+    def baseline(self, encoder) -> dict[str, float]:
+        """The untrained encoder's test accuracy as it is, and with its BatchNorm statistics estimated on the fit
+        split's points (`calibrated_batchnorm`; the encoder is left untouched): that second number tells
+        learned features from merely calibrated ones."""
+        calibrated = calibrated_batchnorm(encoder, self._loader("trainval"), self.runtime.device)
+        return {"svm_acc": self.accuracy(encoder, "trainval", "test"),
+                "svm_acc_bn_calibrated": self.accuracy(calibrated, "trainval", "test")}
 
     def evaluation(self) -> Evaluation:
         """Validation: fit on train, score on val (chooses best.pt). Test: fit on train+val, score on test."""

@@ -139,6 +139,22 @@ def test_classification_random_init(synthetic_root, tmp_path):
     assert not list(out.glob("tsne_*.png"))
 
 
+def test_classification_random_init_with_calibrated_batchnorm(synthetic_root, tmp_path, monkeypatch):
+    """--calibrate-bn: both splits of each dataset go through one encoder whose BatchNorm statistics were
+    estimated on that dataset's trainval points, not the initial 0 / 1."""
+    seen = []
+    extract = classification_task.extract_features
+    monkeypatch.setattr(classification_task, "extract_features",
+                        lambda encoder, *args, **kwargs: (seen.append(encoder), extract(encoder, *args, **kwargs))[1])
+    classification.main(["--random-init", "--calibrate-bn", "--data-root", str(synthetic_root), "--out",
+                         str(tmp_path / "calibrated"), *CLS, "tsne=false"])
+    assert len(seen) == 4 and seen[0] is seen[1] and seen[2] is seen[3] and seen[0] is not seen[2]
+    for encoder in seen:
+        norms = [m for m in encoder.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        assert norms and all(not torch.equal(m.running_mean, torch.zeros_like(m.running_mean)) for m in norms)
+    assert metrics_of(tmp_path / "calibrated")["encoder"] == "random_init"
+
+
 def test_svm_c_search_uses_the_training_set(synthetic_root, encoder_checkpoint, tmp_path, monkeypatch):
     seen = []
     original = classification_task.select_svm_c

@@ -9,8 +9,8 @@ from sklearn.svm import SVC
 
 import engine.evaluate as ev
 from datasets.shapenet_part import CATEGORY_NAMES, PART_RANGES
-from engine.evaluate import (LinearSVM, extract_features, few_shot_accuracy, few_shot_episodes, linear_svm_accuracy,
-                             plot_tsne, select_svm_c)
+from engine.evaluate import (LinearSVM, calibrated_batchnorm, extract_features, few_shot_accuracy, few_shot_episodes,
+                             linear_svm_accuracy, plot_tsne, select_svm_c)
 from tasks.segmentation_metrics import SemSegMeter, part_seg_ious, part_seg_miou, restrict_to_category
 
 
@@ -105,6 +105,28 @@ def test_select_svm_c_warns_at_grid_edge():
 
 
 # ---------------------------------------------------------------------------------------------- few-shot
+
+
+def test_calibrated_batchnorm_estimates_the_statistics_of_the_data_and_leaves_the_encoder_alone():
+    """A random encoder normalises with mean 0 / variance 1; the calibrated copy with the statistics of what its
+    BatchNorm sees on the loader's points (the average of the per-batch statistics), weights unchanged."""
+    torch.manual_seed(0)
+    encoder = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(),
+                                  torch.nn.Linear(8, 4), torch.nn.BatchNorm1d(4))
+    points = torch.randn(40, 3) * 3 + 5
+    loader = [{"points": points[i:i + 10], "label": torch.zeros(10)} for i in range(0, 40, 10)]
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    calibrated = calibrated_batchnorm(encoder, loader, "cpu")
+    assert all(torch.equal(before[k], v) for k, v in encoder.state_dict().items()) and encoder.training
+    assert not calibrated.training
+    first, bn = encoder[0], calibrated[1]
+    with torch.no_grad():
+        per_batch = [first(batch["points"]) for batch in loader]
+    torch.testing.assert_close(bn.running_mean, torch.stack([x.mean(0) for x in per_batch]).mean(0))
+    torch.testing.assert_close(bn.running_var, torch.stack([x.var(0) for x in per_batch]).mean(0))
+    assert all(torch.equal(calibrated.state_dict()[k], before[k]) for k in before if "running" not in k
+               and "num_batches" not in k)
+    assert not torch.allclose(calibrated(points), encoder.eval()(points))
 
 
 def test_few_shot_episodes_support_from_train_queries_from_test():

@@ -44,6 +44,7 @@ def test_a_short_run_writes_events_metrics_checkpoints_and_a_plot(synthetic_root
     assert {"loss", "loss_im", "loss_cm", "weight_im", "weight_cm"} <= set(first["train"])
     assert 0.0 <= first["val"]["svm_acc"] <= 1.0
     assert 0.0 <= metrics["random_init"]["svm_acc"] <= 1.0 and 0.0 <= metrics["test"]["svm_acc"] <= 1.0
+    assert 0.0 <= metrics["random_init"]["svm_acc_bn_calibrated"] <= 1.0
     assert metrics["test"]["selected_epoch"] == metrics["best"]["epoch"]
     printed = capsys.readouterr().out
     assert "random init" in printed and "pretrained" in printed

@@ -112,3 +112,24 @@ def test_renders_show_the_coat_colour(bench):
         red, blue = rgba[0][opaque].mean(), rgba[2][opaque].mean()
         reds, blues = reds + int(red > blue), blues + int(blue > red)
     assert reds == blues == len(CLASS_NAMES) * TINY["pretrain_per_class"] // 2
+
+
+def test_mismatched_renders_pair_every_object_with_another_objects_views(bench, tmp_path):
+    root, _ = bench
+    mismatched = tmp_path / "mismatched"
+    summary = make_synthetic(mismatched, seed=0, size="weighting_tiny", mismatched_renders=True)
+    objects = len(CLASS_NAMES) * TINY["pretrain_per_class"]
+    assert summary["mismatched_renders"] == objects
+
+    def views(base):
+        return {p.relative_to(base).parts[1:3]: p.joinpath("rendering", "00.png").read_bytes()
+                for p in sorted((base / "ShapeNetRendering").glob("*/*"))}
+
+    matched, shuffled = views(root), views(mismatched)
+    assert matched.keys() == shuffled.keys() and len(matched) == objects  # same objects, point clouds untouched
+    assert fingerprint(mismatched / "ShapeNet") == fingerprint(root / "ShapeNet")
+    assert sorted(matched.values()) == sorted(shuffled.values())  # the same views, dealt out again
+    assert all(matched[key] != shuffled[key] for key in matched)  # none kept its own
+    assert "mismatched_renders=True" in (mismatched / MARKER).read_text()
+    with pytest.raises(ValueError, match="weighting"):
+        make_synthetic(tmp_path / "other", seed=0, size="tiny", mismatched_renders=True)

@@ -43,6 +43,8 @@ def test_study_writes_the_summary_and_plots_and_resumes(synthetic_root, tmp_path
     assert all(0 <= metrics("static-1-1", seed)["random_init"]["svm_acc"] <= 1 for seed in (0, 1))
     assert all("random_init" not in metrics("static-1-0", seed) for seed in (0, 1))
     assert on_disk["random_init_seeds"] == [0, 1] and "| (random init) | 2 |" in table
+    assert on_disk["random_init_bn_calibrated_seeds"] == [0, 1]
+    assert "| (random init, BN calibrated) | 2 |" in table
 
     # Half-finished: one run lost its result (as if killed before the test), everything else is kept.
     (out / "static-1-0" / "seed_1" / "metrics.json").unlink()
@@ -96,7 +98,9 @@ def test_factor_probe_scores_each_factor_and_agrees_with_the_study(tmp_path, mon
         scores = runs[variant][str(seed)]
         assert scores["test"].keys() == scores["val"].keys() == scores["random_init"].keys() == {
             "label", "shell", "core", "coat"}
-        assert all(0 <= v <= 1 for part in ("val", "test", "random_init") for v in scores[part].values())
+        assert scores["random_init_bn_calibrated"].keys() == scores["random_init"].keys()
+        assert all(0 <= v <= 1 for part in ("val", "test", "random_init", "random_init_bn_calibrated")
+                   for v in scores[part].values())
         metrics = weighting_study.run_dir(out, variant, seed) / "metrics.json"
         studied = json.loads(metrics.read_text())["test"]["svm_acc"]
         assert abs(scores["test"]["label"] - studied) <= 1 / test_objects + 1e-12
@@ -106,6 +110,7 @@ def test_factor_probe_scores_each_factor_and_agrees_with_the_study(tmp_path, mon
     assert summary["(random init)"]["runs"] == 2
     table = (out / "factors_C0.01.md").read_text()
     assert "| static-1:0 | 2 |" in table and "| (random init) | 2 |" in table
+    assert "| (random init, BN calibrated) | 2 |" in table
     assert (out / "factors_C0.01_accuracy.png").stat().st_size > 0
 
     weighting_factors.main([str(out), "--seeds", "0", "--variants", "static-1:1", "--svm-c", "5"])

@@ -15,7 +15,7 @@ from .s3dis import make_s3dis
 from .scanobjectnn import make_scanobjectnn
 from .shapenet_part import make_shapenet_part
 from .shapenet_render import make_shapenet_render
-from .weighting_bench import BENCH_SIZES, make_weighting_bench
+from .weighting_bench import BENCH_SIZES, make_weighting_bench, mismatch_renders
 
 SIZES = {
     # tests: the whole generation stays around a couple of seconds on one core
@@ -53,18 +53,24 @@ def _prepare(root):
         shutil.rmtree(root / name)
 
 
-def make_synthetic(root, seed=0, size="small") -> dict:
+def make_synthetic(root, seed=0, size="small", mismatched_renders=False) -> dict:
     """Write all five synthetic datasets under `root` (or, for a weighting_* size, the loss-weighting
-    benchmark); returns counts per dataset."""
+    benchmark); returns counts per dataset. `mismatched_renders` (weighting sizes only): every object gets
+    another object's views, the control in which the images carry no information about the points."""
     if size not in SIZES and size not in BENCH_SIZES:
         raise ValueError(f"size must be one of {(*SIZES, *BENCH_SIZES)}, got {size!r}")
     root, started = Path(root).resolve(), time.perf_counter()
     _prepare(root)
-    (root / MARKER).write_text(f"synthetic AdaCrossNet data: make_synthetic(seed={seed}, size={size!r}); "
+    if mismatched_renders and size not in BENCH_SIZES:
+        raise ValueError(f"mismatched_renders is for the weighting sizes {tuple(BENCH_SIZES)}, not {size!r}")
+    (root / MARKER).write_text(f"synthetic AdaCrossNet data: make_synthetic(seed={seed}, size={size!r}"
+                               f"{', mismatched_renders=True' if mismatched_renders else ''}); "
                                "not real data, see data/README.md\n")
     summary = {"root": str(root), "seed": seed, "size": size}
     if size in BENCH_SIZES:
         summary.update(make_weighting_bench(root, seed, BENCH_SIZES[size]))
+        if mismatched_renders:
+            summary["mismatched_renders"] = mismatch_renders(root, seed)
         summary["seconds"] = round(time.perf_counter() - started, 2)
         return summary
     cfg = SIZES[size]
@@ -85,7 +91,8 @@ def format_summary(summary) -> str:
             f"{summary['seconds']} s",
             f"  ShapeNetRender: {r['objects']} objects x {r['views']} views of {r['image_size']} px",
             f"  ModelNet40:     {m['train']} train / {m['test']} test, {m['classes_used']} of 40 classes",
-        ])
+        ] + ([f"  every object paired with another object's views ({summary['mismatched_renders']} objects)"]
+             if "mismatched_renders" in summary else []))
     r, m, s, p, d = (summary[k] for k in ("shapenet_render", "modelnet40", "scanobjectnn", "shapenetpart", "s3dis"))
     return "\n".join([
         f"synthetic data (size={summary['size']}, seed={summary['seed']}) in {summary['root']}, {summary['seconds']} s",
@@ -106,10 +113,15 @@ def main(argv=None):
     parser.add_argument("--size", choices=(*SIZES, *BENCH_SIZES), default="small",
                         help="tiny | small: the five datasets; weighting_tiny | weighting: the loss-weighting "
                              "benchmark (default: small)")
+    parser.add_argument("--mismatched-renders", action="store_true",
+                        help="weighting sizes: give every object another object's rendered views (a control: "
+                             "images that say nothing about their points)")
     args = parser.parse_args(argv)
+    if args.mismatched_renders and args.size not in BENCH_SIZES:
+        parser.error(f"--mismatched-renders needs a weighting size ({', '.join(BENCH_SIZES)})")
     # Run as a file, this script cannot import the repository's utils.errors: its errors are reported here.
     try:
-        summary = make_synthetic(args.out, seed=args.seed, size=args.size)
+        summary = make_synthetic(args.out, seed=args.seed, size=args.size, mismatched_renders=args.mismatched_renders)
     except RefusedRoot as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -26,6 +26,8 @@ import numpy as np
 
 from .primitives import Box, Cylinder, Ellipsoid, Frustum, U, rot_y
 from .render import FIELD_OF_VIEW, render_view
+from pathlib import Path
+
 from .sampling import normalise_unit_sphere, sample_parts, stream
 from .writers import split_files, write_h5, write_lines, write_ply, write_png
 
@@ -169,6 +171,22 @@ def make_shapenet_render_bench(root, seed, cfg):
                                 size=size)
             write_png(folder / f"{v:02d}.png", image)
     return {"objects": len(jobs), "views": views, "image_size": size, "synsets": len(SHELLS)}
+
+
+def mismatch_renders(root, seed):
+    """Give every object of ShapeNetRendering/ the rendered views of another object (a derangement drawn from
+    `seed`): the negative control, in which the images say nothing about the points they are paired with."""
+    base = Path(root) / "ShapeNetRendering"
+    folders = sorted(p for p in base.glob("*/*") if p.is_dir())
+    order = stream(seed, TAG_BENCH, 9).permutation(len(folders))
+    staging = base / ".mismatching"
+    staging.mkdir()
+    for k, index in enumerate(order):
+        folders[index].rename(staging / str(k))
+    for k in range(len(order)):  # the views of object order[k] go to object order[k + 1]
+        (staging / str(k)).rename(folders[order[(k + 1) % len(order)]])
+    staging.rmdir()
+    return len(folders)
 
 
 def make_weighting_bench(root, seed, cfg):

@@ -109,7 +109,9 @@ def finished_run(run_dir: Path, cfg: Config) -> dict | None:
 @exit_on_user_error
 def main(argv=None):
     return common.script_main(__spec__.name, __doc__, DEFAULTS, ClassificationConfig, run, argv, switches=[
-        ("--random-init", "random_init=true", "evaluate the encoder at random initialisation (seeded), the baseline")])
+        ("--random-init", "random_init=true", "evaluate the encoder at random initialisation (seeded), the baseline"),
+        ("--calibrate-bn", "calibrate_batchnorm=true", "estimate the BatchNorm statistics on each dataset's trainval "
+         "points first (with --random-init: the baseline that tells learned features from calibrated ones)")])
 
 
 if __name__ == "__main__":
