@@ -40,7 +40,8 @@ class MonitorConfig:
     num_points: PositiveInt = 1024  # ModelNet40 protocol: the first 1024 points
     svm_c: PositiveFloat = 0.01  # AdaCrossNet test.py / CrossPoint notebook (CrossPoint's training loop: 0.1)
     batch_size: PositiveInt = 64
-    random_init: bool = True  # also score the encoder before training on the test split: the baseline to beat
+    random_init: bool = True  # also score the encoder before training on the test split, as initialised and with
+    # its BatchNorm statistics estimated on the data (SvmMonitor.baseline): the baselines to beat
 
 
 @dataclass

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import colorsys
 import math
+from pathlib import Path
 
 import numpy as np
 
 from .primitives import Box, Cylinder, Ellipsoid, Frustum, U, rot_y
 from .render import FIELD_OF_VIEW, render_view
-from pathlib import Path
-
 from .sampling import normalise_unit_sphere, sample_parts, stream
 from .writers import split_files, write_h5, write_lines, write_ply, write_png
 
