@@ -75,6 +75,8 @@ def run(cfg: Config) -> dict:
         report = load_encoder_weights(encoder, cfg.checkpoint, require_all=True)
     encoder.requires_grad_(False).to(runtime.device).eval()
     encoder_name = f"encoder from {cfg.checkpoint}" if cfg.checkpoint else f"random-init encoder (seed {cfg.seed})"
+    if cfg.calibrate_batchnorm:
+        encoder_name += ", BatchNorm statistics estimated on the trainval points"
 
     test, details = {}, {}
     if runtime.is_main:
