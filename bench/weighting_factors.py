@@ -33,7 +33,8 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
-from bench.weighting_study import REFERENCE, VARIANTS, finished, mean_std, paired_interval, plot_accuracy, run_dir
+from bench.weighting_study import (BASELINES, REFERENCE, VARIANTS, finished, mean_std, paired_interval, plot_accuracy,
+                                  run_dir)
 from data.synthetic_gen.weighting_bench import CORES, COATS, SHELLS, factors
 from datasets.modelnet40 import ModelNet40
 from engine.evaluate import calibrated_batchnorm, extract_features, linear_svm_accuracy
@@ -46,8 +47,7 @@ from utils.files import atomic_write_text, read_json, update_json, write_json
 TARGETS = {"label": len(SHELLS) * len(CORES) * len(COATS), "shell": len(SHELLS), "core": len(CORES),
            "coat": len(COATS)}
 
-
-BASELINE_ROWS = {"random_init": "(random init)", "random_init_bn_calibrated": "(random init, BN calibrated)"}
+BASELINE_ROWS = {name: label for name, (_, label) in BASELINES.items()}  # the study's rows, per factor here
 
 
 def targets(labels: np.ndarray) -> dict[str, np.ndarray]:

@@ -35,9 +35,10 @@ from utils.errors import ConfigError, exit_on_user_error
 from utils.files import atomic_write_text, read_json, write_json
 
 REFERENCE = "static-1:1"
-# the untrained encoder's two scores (train.py, metrics.json "random_init"): as initialised, and with its BatchNorm
-# statistics estimated on the data
-BASELINES = {"random_init": "svm_acc", "random_init_bn_calibrated": "svm_acc_bn_calibrated"}
+# the untrained encoder's two scores (train.py, metrics.json "random_init": metric key) and their table rows: as
+# initialised, and with its BatchNorm statistics estimated on the data
+BASELINES = {"random_init": ("svm_acc", "(random init)"),
+             "random_init_bn_calibrated": ("svm_acc_bn_calibrated", "(random init, BN calibrated)")}
 VARIANTS = {
     "static-1:0": ["weighting.name=static", "weighting.weights=[1.0,0.0]"],
     "static-3:1": ["weighting.name=static", "weighting.weights=[1.5,0.5]"],
@@ -165,7 +166,7 @@ def summarize(table: dict, seeds: list[int], reference: str = REFERENCE) -> dict
             entry[f"{split}_per_seed"] = {str(s): r[split] for s, r in rows.items()}
         entry["seconds_mean"], _ = mean_std([r["seconds"] for r in rows.values() if r["seconds"] is not None])
         summary["variants"][variant] = entry
-    for name, key in BASELINES.items():
+    for name, (key, _) in BASELINES.items():
         baselines = {seed: row["random_init"][key] for rows in table.values() for seed, row in rows.items()
                      if key in row["random_init"]}
         summary[f"{name}_test_mean"], summary[f"{name}_test_std"] = mean_std(list(baselines.values()))
@@ -186,7 +187,7 @@ def markdown(summary: dict, command: str) -> str:
              "", f"    {command}", "",
              "| variant | runs | val | test | test - ref [95 % CI] | val - ref [95 % CI] | s / run |",
              "|---|---|---|---|---|---|---|"]
-    for name, label in zip(BASELINES, ("(random init)", "(random init, BN calibrated)")):
+    for name, (_, label) in BASELINES.items():
         if summary[f"{name}_test_mean"] is not None:
             std, runs = summary[f"{name}_test_std"], len(summary[f"{name}_seeds"])
             lines.append(f"| {label} | {runs} | | {pct(summary[f'{name}_test_mean'])}"

@@ -98,21 +98,22 @@ class SvmMonitor:
         dataset = ModelNet40(self.root, split=split, num_points=self.cfg.num_points)
         return DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=False, num_workers=0)
 
-    def _features(self, encoder, split):
-        return extract_features(encoder, self._loader(split), self.runtime.device)
+    def _accuracy(self, encoder, fit_loader, score_loader) -> float:
+        train_x, train_y = extract_features(encoder, fit_loader, self.runtime.device)
+        test_x, test_y = extract_features(encoder, score_loader, self.runtime.device)
+        return linear_svm_accuracy(train_x, train_y, test_x, test_y, C=self.cfg.svm_c)
 
     def accuracy(self, encoder, fit_split: str, score_split: str) -> float:
-        train_x, train_y = self._features(encoder, fit_split)
-        test_x, test_y = self._features(encoder, score_split)
-        return linear_svm_accuracy(train_x, train_y, test_x, test_y, C=self.cfg.svm_c)
+        return self._accuracy(encoder, self._loader(fit_split), self._loader(score_split))
 
     def baseline(self, encoder) -> dict[str, float]:
         """The untrained encoder's test accuracy as it is, and with its BatchNorm statistics estimated on the fit
         split's points (`calibrated_batchnorm`; the encoder is left untouched): that second number tells
         learned features from merely calibrated ones."""
-        calibrated = calibrated_batchnorm(encoder, self._loader("trainval"), self.runtime.device)
-        return {"svm_acc": self.accuracy(encoder, "trainval", "test"),
-                "svm_acc_bn_calibrated": self.accuracy(calibrated, "trainval", "test")}
+        fit, score = self._loader("trainval"), self._loader("test")  # each split read once for all three passes
+        calibrated = calibrated_batchnorm(encoder, fit, self.runtime.device)
+        return {"svm_acc": self._accuracy(encoder, fit, score),
+                "svm_acc_bn_calibrated": self._accuracy(calibrated, fit, score)}
 
     def evaluation(self) -> Evaluation:
         """Validation: fit on train, score on val (chooses best.pt). Test: fit on train+val, score on test."""

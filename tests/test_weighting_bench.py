@@ -131,5 +131,6 @@ def test_mismatched_renders_pair_every_object_with_another_objects_views(bench, 
     assert sorted(matched.values()) == sorted(shuffled.values())  # the same views, dealt out again
     assert all(matched[key] != shuffled[key] for key in matched)  # none kept its own
     assert "mismatched_renders=True" in (mismatched / MARKER).read_text()
-    with pytest.raises(ValueError, match="weighting"):
-        make_synthetic(tmp_path / "other", seed=0, size="tiny", mismatched_renders=True)
+    with pytest.raises(ValueError, match="weighting"):  # refused before anything is cleared
+        make_synthetic(mismatched, seed=0, size="tiny", mismatched_renders=True)
+    assert fingerprint(mismatched / "ShapeNet") == fingerprint(root / "ShapeNet")

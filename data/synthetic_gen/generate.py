@@ -59,10 +59,10 @@ def make_synthetic(root, seed=0, size="small", mismatched_renders=False) -> dict
     another object's views, the control in which the images carry no information about the points."""
     if size not in SIZES and size not in BENCH_SIZES:
         raise ValueError(f"size must be one of {(*SIZES, *BENCH_SIZES)}, got {size!r}")
+    if mismatched_renders and size not in BENCH_SIZES:  # before _prepare: a refused call clears nothing
+        raise ValueError(f"mismatched_renders is for the weighting sizes {tuple(BENCH_SIZES)}, not {size!r}")
     root, started = Path(root).resolve(), time.perf_counter()
     _prepare(root)
-    if mismatched_renders and size not in BENCH_SIZES:
-        raise ValueError(f"mismatched_renders is for the weighting sizes {tuple(BENCH_SIZES)}, not {size!r}")
     (root / MARKER).write_text(f"synthetic AdaCrossNet data: make_synthetic(seed={seed}, size={size!r}"
                                f"{', mismatched_renders=True' if mismatched_renders else ''}); "
                                "not real data, see data/README.md\n")
