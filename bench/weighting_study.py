@@ -59,7 +59,12 @@ def parse_variants(names: list[str]) -> dict[str, list[str]]:
     for name in names:
         label, sep, rest = name.partition("=")
         if sep:
-            variants[label] = [item for item in rest.split(",") if item]
+            overrides = [item for item in rest.split(",") if item]
+            malformed = [item for item in overrides if "=" not in item]
+            if not overrides or malformed:  # e.g. an override for every run placed after --variants
+                raise ConfigError(f"--variants: '{name}' is not label=key=value[,key=value] (a value cannot hold a "
+                                  f"comma; overrides for every run go after --out, not after --variants)")
+            variants[label] = overrides
         elif name in VARIANTS:
             variants[name] = VARIANTS[name]
         else:

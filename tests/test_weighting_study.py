@@ -79,6 +79,16 @@ def test_a_signal_stops_the_study_not_only_its_run(synthetic_root, tmp_path, mon
     assert stop.value.code == 143 and ran == [("static-1-1", 0)]
 
 
+def test_an_override_after_variants_is_refused_before_any_run(tmp_path, capsys):
+    """`--variants a b data.root=X` would make `data.root` a variant whose override is `X`: refused, one line."""
+    with pytest.raises(SystemExit) as stop:
+        weighting_study.main(["--out", str(tmp_path / "study"), "--variants", "static-1:1", "data.root=elsewhere"])
+    assert stop.value.code == 2 and not (tmp_path / "study").exists()
+    assert "--variants: 'data.root=elsewhere' is not label=key=value" in capsys.readouterr().err
+    assert weighting_study.parse_variants(["half=optim.lr=5e-4,data.root=elsewhere", "static-1:0"]) == {
+        "half": ["optim.lr=5e-4", "data.root=elsewhere"], "static-1:0": weighting_study.VARIANTS["static-1:0"]}
+
+
 def test_factor_probe_scores_each_factor_and_agrees_with_the_study(tmp_path, monkeypatch):
     """bench.weighting_factors on a finished study of the weighting benchmark: one accuracy per factor; at the
     runs' own C the label's equals what the study scored on the same checkpoint (same features, SVM and C);
