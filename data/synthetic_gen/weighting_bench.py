@@ -162,10 +162,7 @@ def make_shapenet_render_bench(root, seed, cfg):
         write_lines(folder / "renderings.txt", [f"{v:02d}.png" for v in range(views)])
         write_lines(folder / "rendering_metadata.txt",
                     [f"{az:.6f} {el:.6f} 0 {dist:.6f} {FIELD_OF_VIEW:g}" for az, el, dist in cameras])
-        # Design 6: the views show a ball of fixed size in the coat's colour, so that the images tell the coat
-        # and nothing else (no outline): CM can then teach the point encoder only the coat.
-        proxy, proxy_normals, _, _ = sample_parts([(Ellipsoid((0, 0, 0), (0.3, 0.3, 0.3)), 0)], 1500, rng)
-        shell_points, shell_normals = proxy, proxy_normals
+        shell_points, shell_normals = points[on_shell], normals[on_shell]
         colours = _coat_colours(coat, len(shell_points), rng)
         closed = np.ones(len(shell_points), dtype=bool)
         for v, (az, el, dist) in enumerate(cameras):
