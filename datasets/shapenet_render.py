@@ -21,14 +21,12 @@ number of DataLoader workers or on torch's global RNG.
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
 import sys
 from pathlib import Path
 
 import numpy as np
-import plyfile
 import torch
 import torchvision.io as tio
 import torchvision.transforms.v2.functional as F
@@ -36,6 +34,7 @@ from torch.utils.data import Dataset
 
 from utils.errors import DataError
 
+from .formats.ply import read_ply
 from .h5 import checked_index, oneline, resolve_root
 from .transforms import NormalizeUnitSphere, pretrain_augmentation
 
@@ -55,95 +54,11 @@ GRAY_MEAN = sum(w * m for w, m in zip(_LUMA, IMAGENET_MEAN))
 GRAY_STD = sum(w * s for w, s in zip(_LUMA, IMAGENET_STD))
 
 
-def _simple_ascii_vertex(data: bytes):
-    """Fast path for the common ASCII case: the first element is ``vertex`` with only scalar properties.
-    Returns (vertex count, property names, offset of the body) or None (then plyfile reads the file)."""
-    end = data.find(b"end_header")
-    if not data.startswith(b"ply") or end < 0:
-        return None
-    elements: list[tuple[str, str, list[str]]] = []
-    for line in data[:end].decode("ascii", "replace").splitlines()[1:]:
-        words = line.split()
-        if not words or words[0] in ("comment", "obj_info"):
-            continue
-        if words[0] == "format":
-            if words[1:2] != ["ascii"]:
-                return None
-        elif words[0] == "element" and len(words) == 3:
-            elements.append((words[1], words[2], []))
-        elif words[0] == "property" and elements:
-            if elements[-1][0] == "vertex" and (words[1] == "list" or len(words) != 3):
-                return None
-            elements[-1][2].append(words[-1])
-        else:
-            return None
-    if not elements or elements[0][0] != "vertex" or not elements[0][1].isdigit():
-        return None
-    newline = data.find(b"\n", end)
-    return int(elements[0][1]), elements[0][2], (newline + 1 if newline >= 0 else len(data))
-
-
 def read_ply_points(path: Path | str) -> np.ndarray:
-    """xyz of a PLY's vertex element as (n, 3) float32; any failure is a one-line DataError naming the file.
-
-    Binary PLYs are read by plyfile, memory-mapped (its only path without a per-vertex Python loop).
-    plyfile parses ASCII bodies line by line in Python, so an ASCII file whose first element is a plain
-    ``vertex`` element is parsed here with one numpy conversion instead (``python -m bench.loader`` times
-    the loader); any other ASCII layout goes through plyfile.
-    """
+    """xyz of a PLY's vertex element as (n, 3) float32 (faces, if any, are not read); any failure is a one-line
+    DataError naming the file (datasets/formats/ply.py reads the file)."""
     path = Path(path)
-    try:
-        with open(path, "rb") as stream:
-            head = stream.read(512)
-            if b"format ascii" in head.split(b"end_header")[0]:
-                data = head + stream.read()
-                simple = _simple_ascii_vertex(data)
-                if simple is not None:
-                    return _ascii_vertex_xyz(path, data, *simple)
-                ply = plyfile.PlyData.read(io.BytesIO(data))
-            else:
-                stream.seek(0)
-                ply = plyfile.PlyData.read(stream, mmap="c")
-            vertex = _vertex_data(path, ply)
-            points = np.empty((len(vertex), 3), dtype=np.float32)
-            points[:, 0] = vertex["x"]  # copied out while the memory map is open
-            points[:, 1] = vertex["y"]
-            points[:, 2] = vertex["z"]
-    except DataError:
-        raise
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except Exception as error:  # plyfile raises PlyParseError, ValueError, EOFError, ... for bad files
-        raise DataError(f"{path}: cannot read PLY ({oneline(error)})") from error
-    return _check_cloud(path, points)
-
-
-def _vertex_data(path: Path, ply) -> np.ndarray:
-    names = [element.name for element in ply.elements]
-    if "vertex" not in names:
-        raise DataError(f"{path}: PLY has no 'vertex' element")
-    vertex = ply["vertex"].data
-    missing = [axis for axis in "xyz" if axis not in (vertex.dtype.names or ())]
-    if missing:
-        raise DataError(f"{path}: PLY vertex element lacks {', '.join(missing)}")
-    return vertex
-
-
-def _ascii_vertex_xyz(path: Path, data: bytes, count: int, names: list[str], offset: int) -> np.ndarray:
-    missing = [axis for axis in "xyz" if axis not in names]
-    if missing:
-        raise DataError(f"{path}: PLY vertex element lacks {', '.join(missing)}")
-    if count == 0:
-        return _check_cloud(path, np.zeros((0, 3), np.float32))
-    columns = (names.index("x"), names.index("y"), names.index("z"))
-    try:  # numpy's C row parser; rows must hold exactly the declared properties
-        points = np.loadtxt(io.BytesIO(data[offset:]), dtype=np.float32, usecols=columns, max_rows=count,
-                            ndmin=2, comments=None)
-    except ValueError as error:
-        raise DataError(f"{path}: cannot read PLY (malformed vertex data: {oneline(error)})") from error
-    if len(points) < count:
-        raise DataError(f"{path}: cannot read PLY (early end of file: {len(points)} of {count} vertices)")
-    return _check_cloud(path, np.ascontiguousarray(points))
+    return _check_cloud(path, read_ply(path, faces=False).vertices.astype(np.float32))
 
 
 def _check_cloud(path: Path, points: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ from datasets.shapenet_part import PART_RANGES
 from models.dgcnn import DGCNN, DGCNNPartSeg, DGCNNSemSeg, knn
 from tests.test_checkpoint import CPDGCNN, randomised
 from tools import classify, embed, retrieve, segment
-from tools.clouds import Preprocessing
+from datasets.clouds import Preprocessing
 from tools.common import load_model
 from tools.segment import covering_chunks
 from utils.errors import CheckpointError

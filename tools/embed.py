@@ -41,7 +41,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from tools.clouds import Preprocessing, expand_inputs, load_benchmark
+from datasets.clouds import Preprocessing
+from tools.clouds import expand_inputs, load_benchmark
 from tools.common import (chunks, file_sha256, keep_freed_memory, load_model, ordered_map, save_features,
                           torch_threads)
 from utils.errors import ConfigError, DataError, exit_on_user_error

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tools.clouds import Preprocessing, benchmark_cloud
+from datasets.clouds import Preprocessing
+from tools.clouds import benchmark_cloud
 from tools.common import file_sha256, load_features, load_model
 from tools.pictures import draw_clouds
 from utils.errors import ConfigError, UserError, exit_on_user_error

@@ -44,7 +44,7 @@ from datasets.s3dis import CLASS_NAMES as S3DIS_CLASSES
 from datasets.shapenet_part import CATEGORY_NAMES, PART_RANGES
 from datasets.transforms import NormalizeUnitSphere
 from tasks.segmentation_metrics import restrict_to_category
-from tools.clouds import count_distinct, read_cloud, sort_points
+from datasets.clouds import count_distinct, read_cloud, sort_points
 from tools.common import chunks, load_model
 from tools.pictures import draw_clouds, label_colours
 from utils.errors import CheckpointError, ConfigError, DataError, exit_on_user_error

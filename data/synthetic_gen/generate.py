@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from .class_tree import FOLDER as CLASS_TREE_FOLDER
+from .class_tree import make_class_tree
 from .modelnet40 import make_modelnet40
 from .s3dis import make_s3dis
 from .scanobjectnn import make_scanobjectnn
@@ -22,16 +24,16 @@ SIZES = {
     "tiny": dict(modelnet_train=10, modelnet_test=5, render_per_synset=2, render_missing=2,
                  sonn_train=6, sonn_test=3, sonn_pb_copies=2, part_train=4, part_val=1, part_test=2,
                  rooms_per_area=1, room_extent=(2.4, 3.2), room_density=900.0, blocks_per_file=20,
-                 render_density=2500.0),
+                 render_density=2500.0, tree_train=4, tree_test=2, tree_segments=8),
     # CPU demo
     "small": dict(modelnet_train=40, modelnet_test=20, render_per_synset=16, render_missing=2,
                   sonn_train=20, sonn_test=8, sonn_pb_copies=3, part_train=24, part_val=4, part_test=8,
                   rooms_per_area=2, room_extent=(3.0, 5.5), room_density=1200.0, blocks_per_file=100,
-                  render_density=4000.0),
+                  render_density=4000.0, tree_train=24, tree_test=10, tree_segments=16),
 }
 
 DATASET_FOLDERS = ("ShapeNet", "ShapeNetRendering", "modelnet40_ply_hdf5_2048", "h5_files", "ScanObjectNN",
-                   "shapenet_part_seg_hdf5_data", "indoor3d_sem_seg_hdf5_data")
+                   "shapenet_part_seg_hdf5_data", "indoor3d_sem_seg_hdf5_data", CLASS_TREE_FOLDER)
 MARKER = "SYNTHETIC_DATA.txt"
 
 
@@ -79,6 +81,7 @@ def make_synthetic(root, seed=0, size="small", mismatched_renders=False) -> dict
     summary["scanobjectnn"] = make_scanobjectnn(root, seed, cfg)
     summary["shapenetpart"] = make_shapenet_part(root, seed, cfg)
     summary["s3dis"] = make_s3dis(root, seed, cfg)
+    summary["class_tree"] = make_class_tree(root, seed, cfg)
     summary["seconds"] = round(time.perf_counter() - started, 2)
     return summary
 
@@ -93,7 +96,8 @@ def format_summary(summary) -> str:
             f"  ModelNet40:     {m['train']} train / {m['test']} test, {m['classes_used']} of 40 classes",
         ] + ([f"  every object paired with another object's views ({summary['mismatched_renders']} objects)"]
              if "mismatched_renders" in summary else []))
-    r, m, s, p, d = (summary[k] for k in ("shapenet_render", "modelnet40", "scanobjectnn", "shapenetpart", "s3dis"))
+    r, m, s, p, d, t = (summary[k] for k in ("shapenet_render", "modelnet40", "scanobjectnn", "shapenetpart", "s3dis",
+                                             "class_tree"))
     return "\n".join([
         f"synthetic data (size={summary['size']}, seed={summary['seed']}) in {summary['root']}, {summary['seconds']} s",
         f"  ShapeNetRender: {r['with_renderings']} objects x {r['views']} views, "
@@ -103,6 +107,7 @@ def format_summary(summary) -> str:
         f"(PB_T50_RS {s['train_pb_t50_rs']} / {s['test_pb_t50_rs']})",
         f"  ShapeNetPart:   {p['train']} train / {p['val']} val / {p['test']} test",
         f"  S3DIS:          {d['blocks']} blocks from {d['rooms']} rooms in 6 areas, {d['files']} files",
+        f"  {CLASS_TREE_FOLDER} tree:  {t['train']} train / {t['test']} test OFF meshes, {t['classes']} classes",
     ])
 
 

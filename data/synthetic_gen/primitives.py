@@ -47,6 +47,17 @@ def _unit(v):
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
+def grid_quads(rows, columns, wrap=False, flip=False):
+    """Quads (m, 4) of a (rows + 1) x (columns + 1) vertex grid numbered row by row; with `wrap` each row
+    has columns + 1 vertices and closes on itself (a ring)."""
+    width = columns + 1
+    i, j = np.meshgrid(np.arange(rows), np.arange(width if wrap else columns), indexing="ij")
+    right = (j + 1) % width if wrap else j + 1
+    quads = np.stack([i * width + j, i * width + right, (i + 1) * width + right, (i + 1) * width + j], -1)
+    quads = quads.reshape(-1, 4)
+    return quads[:, ::-1] if flip else quads
+
+
 class Primitive:
     """A surface in its own frame, placed by a rotation and a centre."""
 
@@ -63,6 +74,16 @@ class Primitive:
     def sample(self, rng, n):
         points, normals = self._sample_local(rng, n)
         return points @ self.rot.T + self.center, normals @ self.rot.T
+
+    def _mesh_local(self, segments):
+        raise NotImplementedError
+
+    def mesh(self, segments):
+        """The surface as polygons: vertices (n, 3) posed, and a list of (m, k) arrays of k-gons (quads of a
+        grid, n-gon caps, triangles at poles and apexes). `segments` sets the resolution (around a circle,
+        along an edge)."""
+        vertices, polygons = self._mesh_local(max(3, int(segments)))
+        return vertices @ self.rot.T + self.center, polygons
 
     def closed(self) -> bool:
         """Whether the surface encloses a volume (then its back-facing points are never visible)."""
@@ -97,6 +118,22 @@ class Box(Primitive):
     def area(self):
         return float(self._face_areas().sum())
 
+    def _mesh_local(self, segments):
+        steps = max(1, segments // 4)
+        grid = np.linspace(-0.5, 0.5, steps + 1)
+        a, b = np.meshgrid(grid, grid, indexing="ij")
+        vertices, quads = [], []
+        for face in self.faces:
+            axis, sign = "xyz".index(face[1]), 1.0 if face[0] == "+" else -1.0
+            others = [k for k in range(3) if k != axis]
+            local = np.zeros((steps + 1, steps + 1, 3))
+            local[..., axis] = sign * 0.5
+            local[..., others[0]], local[..., others[1]] = a, b
+            base = sum(len(v) for v in vertices)
+            vertices.append(local.reshape(-1, 3) * self.size)
+            quads.append(base + grid_quads(steps, steps, flip=sign < 0))
+        return np.concatenate(vertices), [np.concatenate(quads)]
+
     def _sample_local(self, rng, n):
         which = pick_by_weight(self._face_areas(), rng, n)
         axis = np.array(["xyz".index(face[1]) for face in self.faces])[which]
@@ -127,6 +164,20 @@ class Frustum(Primitive):
 
     def area(self):
         return float(self._areas().sum())
+
+    def _mesh_local(self, segments):
+        theta = np.linspace(0, 2 * math.pi, segments, endpoint=False)
+        rows = max(1, segments // 4)
+        heights = np.linspace(-self.h / 2, self.h / 2, rows + 1)
+        radii = np.linspace(self.rb, self.rt, rows + 1)
+        vertices = np.stack([radii[:, None] * np.cos(theta), np.repeat(heights[:, None], segments, 1),
+                             radii[:, None] * np.sin(theta)], axis=-1).reshape(-1, 3)
+        polygons = [grid_quads(rows, segments - 1, wrap=True)]
+        for present, ring, radius in ((self.bottom, 0, self.rb), (self.top, rows, self.rt)):
+            if present and radius > 0:  # an n-gon cap, as CAD exports write them
+                cap = ring * segments + np.arange(segments)
+                polygons.append((cap if ring else cap[::-1])[None, :])
+        return vertices, polygons
 
     def _sample_local(self, rng, n):
         which = pick_by_weight(self._areas(), rng, n)
@@ -170,6 +221,17 @@ class Ellipsoid(Primitive):
         full = 4 * math.pi * ((a * b + a * c + b * c) / 3) ** (1 / 1.6)
         return full * (self.y_range[1] - self.y_range[0]) / 2
 
+    def _mesh_local(self, segments):
+        lo, hi = (math.asin(max(-1.0, min(1.0, y))) for y in self.y_range)
+        rows = max(2, segments // 2)
+        latitude = np.linspace(lo, hi, rows + 1)
+        theta = np.linspace(0, 2 * math.pi, segments, endpoint=False)
+        unit = np.stack([np.cos(latitude)[:, None] * np.cos(theta), np.repeat(np.sin(latitude)[:, None], segments, 1),
+                         np.cos(latitude)[:, None] * np.sin(theta)], axis=-1).reshape(-1, 3)
+        # rings at the poles collapse to one point: those quads are triangles with a repeated corner, which
+        # the OFF writer keeps as quads (a real-world quirk: degenerate faces)
+        return unit * self.radii, [grid_quads(rows, segments - 1, wrap=True)]
+
     def _sample_local(self, rng, n):
         # Archimedes: on a sphere, uniform height gives uniform area
         y = rng.uniform(*self.y_range, n)
@@ -191,6 +253,23 @@ class Torus(Primitive):
 
     def area(self):
         return (self.arc[1] - self.arc[0]) * self.R * 2 * math.pi * self.r
+
+    def _mesh_local(self, segments):
+        full = self.closed()
+        around = segments if full else segments + 1
+        theta = np.linspace(self.arc[0], self.arc[1], around, endpoint=not full)
+        phi = np.linspace(0, 2 * math.pi, max(3, segments // 2), endpoint=False)
+        ring = np.stack([np.cos(theta), np.sin(theta), np.zeros_like(theta)], axis=1)
+        tube = (np.cos(phi)[None, :, None] * ring[:, None, :]
+                + np.sin(phi)[None, :, None] * np.array([0.0, 0.0, 1.0]))
+        vertices = (self.R * ring[:, None, :] + self.r * tube).reshape(-1, 3)
+        quads = grid_quads(around - 1, len(phi) - 1, wrap=True)
+        if full:  # close the seam between the last ring and the first
+            last, first = (around - 1) * len(phi), 0
+            j = np.arange(len(phi))
+            quads = np.concatenate([quads, np.stack([last + j, last + (j + 1) % len(phi), first + (j + 1) % len(phi),
+                                                     first + j], axis=1)])
+        return vertices, [quads]
 
     def _sample_local(self, rng, n):
         theta = rng.uniform(*self.arc, n)
