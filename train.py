@@ -36,7 +36,7 @@ def main(argv=None) -> dict:
         result = trainer.fit()
         if runtime.is_main:
             baseline = read_json(metrics_path).get("random_init")
-            print(f"\nModelNet40 linear SVM (C={cfg.monitor.svm_c}), test set, scored once:")
+            print(f"\n{monitor.title} linear SVM (C={cfg.monitor.svm_c}), test set, scored once:")
             if baseline is not None:
                 print(f"  random init                : {100 * baseline['svm_acc']:6.2f} %")
                 if "svm_acc_bn_calibrated" in baseline:  # absent in a run directory from before it existed

@@ -15,7 +15,6 @@ Contents
 from __future__ import annotations
 
 import copy
-import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,6 +24,7 @@ import torch
 from torch.optim.swa_utils import update_bn
 from tqdm import tqdm
 
+from engine.parallel import ParallelForward
 from engine.runtime import move_to_device
 from utils.errors import NonFiniteError
 from utils.files import atomic_write
@@ -64,56 +64,81 @@ FEATURE_LIMIT = 1e15
 
 
 def extract_features(encoder: torch.nn.Module, loader, device, amp_dtype: torch.dtype | None = None,
-                     desc: str | None = None):
+                     desc: str | None = None, *, workers: int | None = None, chunk: int = 4):
     """Frozen features of every item of `loader` (batches with `points` and `label`).
 
     `encoder` maps points `(B, N, C)` to a feature tensor `(B, F)` (pass the backbone, not a module that also
-    returns projections; under DDP pass the unwrapped module). Returns `(features, labels)`: float32 `(n, F)`
-    and int64 `(n,)` numpy arrays, in loader order.
+    returns projections; under DDP pass the unwrapped module). It runs in eval mode without gradients (its
+    mode is restored after). On a CPU each batch is cut into pieces of `chunk` clouds that run in `workers`
+    threads of one torch thread each (engine.parallel: one per core by default); on a GPU a batch runs
+    whole. Returns `(features, labels)`: float32 `(n, F)` and int64 `(n,)` numpy arrays, in loader order.
     """
-
-    def forward(batch):
-        out = encoder(batch["points"])
-        if not isinstance(out, torch.Tensor):
-            raise TypeError(f"extract_features: the encoder returned {type(out).__name__}, expected a feature "
-                            "tensor (B, F); pass the backbone that returns the representation")
-        return out
-
+    device = torch.device(device)
+    was_training = encoder.training
+    encoder.eval()
+    if desc is not None:
+        loader = tqdm(loader, desc=desc, unit="batch", leave=False, mininterval=1.0 if sys.stderr.isatty() else 30.0)
     features, labels, seen = [], [], 0
-    for out, batch in inference(forward, encoder, loader, device, amp_dtype, desc):
-        out = out.reshape(out.shape[0], -1).cpu()
-        finite = (out.abs() <= FEATURE_LIMIT).all(dim=1)  # False for NaN and Inf too
-        if not finite.all():
-            first = seen + int((~finite).nonzero()[0])
-            largest = float(batch["points"].abs().max())
-            where = f"{desc}: " if desc else ""
-            cause = (f"its input coordinates reach {largest:.3g}, far outside the unit sphere the data should be "
-                     "normalised to" if largest > 1e3 else "the encoder's weights are not finite or overflow")
-            root = getattr(loader.dataset, "root", None)
-            source = f"{type(loader.dataset).__name__}" + (f" in {root}" if root is not None else "")
-            raise NonFiniteError(f"{where}the encoder produced NaN, Inf or overflowing (> {FEATURE_LIMIT:g}) "
-                                 f"features for item {first} of {source}: "
-                                 f"{cause}")
-        features.append(out)
-        labels.append(torch.as_tensor(batch["label"]).reshape(-1).long().cpu())
-        seen += len(out)
+    try:
+        with ParallelForward(encoder, device, workers, amp_dtype) as parallel:
+            for batch in loader:
+                points = torch.as_tensor(batch["points"])
+                pieces = torch.split(points, chunk) if parallel.workers > 1 else [points]
+                try:
+                    out = np.concatenate(list(parallel.run(pieces)))
+                except TypeError as error:
+                    raise TypeError(f"extract_features: {error}; pass the backbone that returns the representation "
+                                    "(B, F)") from None
+                out = out.reshape(len(out), -1)
+                finite = (np.abs(out) <= FEATURE_LIMIT).all(axis=1)  # False for NaN and Inf too
+                if not finite.all():
+                    raise _non_finite(out, finite, seen, points, loader, desc)
+                features.append(out)
+                labels.append(torch.as_tensor(batch["label"]).reshape(-1).long().numpy())
+                seen += len(out)
+    finally:
+        encoder.train(was_training)
     if not features:
         raise ValueError("extract_features: the loader yielded no batches")
-    feats = torch.cat(features).numpy().astype(np.float32, copy=False)
-    labs = torch.cat(labels).numpy().astype(np.int64, copy=False)
-    return feats, labs
+    return np.concatenate(features).astype(np.float32, copy=False), np.concatenate(labels).astype(np.int64, copy=False)
 
 
-def calibrated_batchnorm(encoder: torch.nn.Module, loader, device) -> torch.nn.Module:
+def _non_finite(out, finite, seen, points, loader, desc) -> NonFiniteError:
+    first = seen + int(np.flatnonzero(~finite)[0])
+    largest = float(points.abs().max())
+    where = f"{desc}: " if desc else ""
+    cause = (f"its input coordinates reach {largest:.3g}, far outside the unit sphere the data should be "
+             "normalised to" if largest > 1e3 else "the encoder's weights are not finite or overflow")
+    dataset = getattr(loader, "dataset", getattr(getattr(loader, "iterable", None), "dataset", None))
+    root = getattr(dataset, "root", None)
+    source = f"{type(dataset).__name__}" + (f" in {root}" if root is not None else "")
+    return NonFiniteError(f"{where}the encoder produced NaN, Inf or overflowing (> {FEATURE_LIMIT:g}) features for "
+                          f"item {first} of {source}: {cause}")
+
+
+def calibrated_batchnorm(encoder: torch.nn.Module, loader, device, desc: str | None = None) -> torch.nn.Module:
     """A copy of `encoder`, in eval mode, whose BatchNorm running statistics are estimated afresh from the
     `points` of every batch of `loader` (equal-weight average over batches: torch.optim.swa_utils.update_bn);
     no gradient, no weight changes, `encoder` itself untouched. A randomly initialised encoder normalises with
     mean 0 and variance 1, far from what its layers see: this is the random baseline a trained encoder, whose
-    statistics were estimated in training, should be compared with."""
+    statistics were estimated in training, should be compared with. `desc` shows a progress bar. A seeded
+    subset of the data suffices (`calibration_subset`; `python -m bench.calibration` measures how many
+    shapes do)."""
     calibrated = copy.deepcopy(encoder)
+    if desc is not None:
+        loader = tqdm(loader, desc=desc, unit="batch", leave=False, mininterval=1.0 if sys.stderr.isatty() else 30.0)
     with torch.no_grad():
         update_bn((batch["points"] for batch in loader), calibrated, torch.device(device))
     return calibrated.eval()
+
+
+def calibration_subset(dataset, shapes: int, seed: int = 0):
+    """`shapes` items of `dataset` drawn without replacement by a Generator seeded with `seed` (all of them
+    when it has no more), in index order: the data BatchNorm statistics are calibrated on."""
+    if shapes >= len(dataset):
+        return dataset
+    chosen = np.sort(np.random.default_rng(seed).choice(len(dataset), shapes, replace=False))
+    return torch.utils.data.Subset(dataset, chosen.tolist())
 
 
 # --------------------------------------------------------------------------------------------------------------

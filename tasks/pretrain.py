@@ -1,7 +1,8 @@
 """Contrastive pretraining as a task: the model with its objective, the linear-SVM monitor, the config.
 
-The best checkpoint is chosen by linear-SVM accuracy on a validation split carved from the ModelNet40
-training set; the test set is scored once, on that checkpoint (docs/protocol.md).
+The best checkpoint is chosen by linear-SVM accuracy on a validation split carved from the training set of the
+monitor's dataset (ModelNet40, or a class-folder tree such as ModelNet10); the test set is scored once, on that
+checkpoint (docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from datasets import ModelNet40, ShapeNetRender
-from engine.evaluate import calibrated_batchnorm, extract_features, linear_svm_accuracy
+from engine.evaluate import calibrated_batchnorm, calibration_subset, extract_features, linear_svm_accuracy
 from engine.runtime import RunConfig, Runtime
 from engine.trainer import Evaluation
 from losses.objective import PretrainObjective, build_objective
 from losses.weighting import WEIGHTERS
 from models.build import adacrossnet, build_model
-from utils.config import Length, PositiveFloat, PositiveInt, Range, choose, require_points_for_k, signature_section
+from tasks.folder_data import FolderData, build_folder_dataset, folder_title
+from utils.config import (Length, OneOf, PositiveFloat, PositiveInt, Range, choose, require_points_for_k,
+                          signature_section)
 from utils.errors import ConfigError
 
 
@@ -37,11 +40,15 @@ class PretrainData:
 class MonitorConfig:
     """The linear SVM on frozen features that chooses the best checkpoint."""
 
+    # modelnet40: the h5 release under data.root; folder: the class-folder tree monitor.folder.root
+    dataset: Annotated[str, OneOf("modelnet40", "folder")] = "modelnet40"
+    folder: FolderData = field(default_factory=FolderData)
     num_points: PositiveInt = 1024  # ModelNet40 protocol: the first 1024 points
     svm_c: PositiveFloat = 0.01  # AdaCrossNet test.py / CrossPoint notebook (CrossPoint's training loop: 0.1)
     batch_size: PositiveInt = 64
     random_init: bool = True  # also score the encoder before training on the test split, as initialised and with
     # its BatchNorm statistics estimated on the data (SvmMonitor.baseline): the baselines to beat
+    calibration_shapes: PositiveInt = 512  # the seeded subset of trainval those statistics are estimated on
 
 
 @dataclass
@@ -89,13 +96,17 @@ def last_weight(module: nn.Module) -> list[torch.Tensor]:
 
 
 class SvmMonitor:
-    """Linear SVM on frozen point features: fit on one ModelNet40 split, score on another."""
+    """Linear SVM on frozen point features: fit on one split of the monitor's dataset, score on another."""
 
-    def __init__(self, root, cfg, runtime: Runtime):
-        self.root, self.cfg, self.runtime = root, cfg, runtime
+    def __init__(self, root, cfg, runtime: Runtime, seed: int = 0):
+        self.root, self.cfg, self.runtime, self.seed = root, cfg, runtime, seed
+        self.title = folder_title(cfg.folder) if cfg.dataset == "folder" else "ModelNet40"
 
     def _loader(self, split):
-        dataset = ModelNet40(self.root, split=split, num_points=self.cfg.num_points)
+        if self.cfg.dataset == "folder":
+            dataset = build_folder_dataset(self.cfg.folder, split, self.cfg.num_points, "monitor.folder")
+        else:
+            dataset = ModelNet40(self.root, split=split, num_points=self.cfg.num_points)
         return DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=False, num_workers=0)
 
     def _accuracy(self, encoder, fit_loader, score_loader) -> float:
@@ -107,11 +118,13 @@ class SvmMonitor:
         return self._accuracy(encoder, self._loader(fit_split), self._loader(score_split))
 
     def baseline(self, encoder) -> dict[str, float]:
-        """The untrained encoder's test accuracy as it is, and with its BatchNorm statistics estimated on the fit
-        split's points (`calibrated_batchnorm`; the encoder is left untouched): that second number tells
-        learned features from merely calibrated ones."""
+        """The untrained encoder's test accuracy as it is, and with its BatchNorm statistics estimated on a seeded
+        subset of the fit split's points (`calibrated_batchnorm`; the encoder is left untouched): that second
+        number tells learned features from merely calibrated ones."""
         fit, score = self._loader("trainval"), self._loader("test")  # each split read once for all three passes
-        calibrated = calibrated_batchnorm(encoder, fit, self.runtime.device)
+        subset = calibration_subset(fit.dataset, self.cfg.calibration_shapes, self.seed)
+        calibrated = calibrated_batchnorm(encoder, DataLoader(subset, batch_size=self.cfg.batch_size), self.runtime.device,
+                                          desc="BatchNorm calibration of the untrained encoder")
         return {"svm_acc": self._accuracy(encoder, fit, score),
                 "svm_acc_bn_calibrated": self._accuracy(calibrated, fit, score)}
 
@@ -129,6 +142,9 @@ def build_pretraining(cfg, runtime: Runtime) -> tuple[ContrastivePretraining, Sh
     model_cfg = cfg.model
     require_points_for_k("model.point_backbone.k", model_cfg.point_backbone.get("k", 0),
                          {"data.num_points": cfg.data.num_points, "monitor.num_points": cfg.monitor.num_points})
+    if cfg.monitor.dataset == "folder" and not cfg.monitor.folder.root:
+        raise ConfigError("monitor.dataset=folder needs 'monitor.folder.root': the class-folder tree the linear SVM "
+                          "is fitted and scored on, e.g. monitor.folder.root=data/ModelNet10")
     if cfg.loss.cross_modal == "stacked" and not model_cfg.gray_branch:
         raise ConfigError("loss.cross_modal=stacked needs model.gray_branch=true (or set loss.cross_modal=mean)")
     if cfg.weighting.name == "gradnorm" and runtime.amp_dtype == torch.float16:
@@ -139,4 +155,4 @@ def build_pretraining(cfg, runtime: Runtime) -> tuple[ContrastivePretraining, Sh
                                grayscale=model_cfg.gray_branch, seed=cfg.seed,
                                background=tuple(cfg.data.background))
     module = ContrastivePretraining(build_model(model_cfg), objective)
-    return module, train_set, SvmMonitor(cfg.data.root, cfg.monitor, runtime)
+    return module, train_set, SvmMonitor(cfg.data.root, cfg.monitor, runtime, cfg.seed)

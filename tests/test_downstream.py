@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 POINTS = 128
 CLS = ["device=cpu", "model.k=8", "model.emb_dims=64", f"data.modelnet40_points={POINTS}",
        f"data.scanobjectnn_points={POINTS}", "train.num_workers=0", "fewshot.queries=3", "fewshot.runs=4",
-       "fewshot.settings=[3w2s, 5w5s, 10w20s]"]
+       "fewshot.settings=[3w2s, 5w5s, 10w20s]", "svm.c_grid=[0.01, 1.0]", "svm.folds=2"]
 SEG = ["device=cpu", "model.k=8", "model.emb_dims=64", f"data.num_points={POINTS}", "optim.batch_size=8",
        "train.num_workers=0", "train.log_every=1"]
 
@@ -168,9 +168,34 @@ def test_svm_c_search_uses_the_training_set(synthetic_root, encoder_checkpoint, 
     classification.main(["--checkpoint", str(encoder_checkpoint), "--data-root", str(synthetic_root), "--out",
                          str(out), *CLS, "data.datasets=[modelnet40]", "fewshot.settings=[]", "tsne=false",
                          "svm.search_c=true", "svm.c_grid=[0.001, 0.1]", "svm.folds=3"])
-    details = metrics_of(out)["details"]["modelnet40"]
-    assert seen == [details["train_samples"]] and details["svm_c"] in (0.001, 0.1)
+    metrics = metrics_of(out)
+    details, test = metrics["details"]["modelnet40"], metrics["test"]["modelnet40"]
+    assert seen == [details["train_samples"]] and details["svm_c_cv"] in (0.001, 0.1)
     assert set(details["svm_cv"]) == {"0.001", "0.1"}
+    # both columns: the published C and the one cross-validation chose
+    assert details["svm_c"] == 0.01 and 0.0 <= test["svm_acc"] <= 1.0 and 0.0 <= test["svm_acc_cv"] <= 1.0
+
+
+def test_classification_on_a_class_folder_tree(synthetic_root, encoder_checkpoint, tmp_path, capsys):
+    """ModelNet's own layout (<class>/{train,test}/*.off meshes, not centred or scaled) through the script."""
+    tree = synthetic_root / "ModelNet10"
+    out = tmp_path / "folder"
+    test = classification.main(["--checkpoint", str(encoder_checkpoint), "--out", str(out), *CLS,
+                                "data.datasets=[folder]", f"data.folder.root={tree}", f"data.folder_points={POINTS}",
+                                "fewshot.settings=[3w2s]", "fewshot.queries=2", "tsne=false"])
+    printed = capsys.readouterr().out
+    assert f"ModelNet10, {POINTS} points (40 train / 20 test)" in printed
+    assert "C=0.01 (published protocol)" in printed and "(2-fold CV on the training set)" in printed
+    details = metrics_of(out)["details"]["folder"]
+    assert details["title"] == "ModelNet10" and details["train_samples"] == 40
+    assert 0.1 < test["folder"]["svm_acc_cv"] <= 1.0 and "3w2s" in test["folder"]["fewshot"]
+
+
+def test_a_folder_dataset_without_its_root_is_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "downstream.classification.main", "--random-init", "--out",
+                             str(tmp_path / "x"), "data.datasets=[folder]"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: data.datasets lists folder, but 'data.folder.root'")
 
 
 # ------------------------------------------------------------------------------------- fine-tuning
@@ -342,7 +367,7 @@ def test_multi_seed_runner_reports_mean_and_sample_std(synthetic_root, tmp_path)
     out = tmp_path / "seeds"
     summary = classification.main(["--random-init", "--data-root", str(synthetic_root), "--out", str(out),
                                    "--seeds", "0", "1", *CLS, "data.datasets=[modelnet40]",
-                                   "fewshot.settings=[3w2s]", "tsne=false"])
+                                   "fewshot.settings=[3w2s]", "fewshot.queries=2", "tsne=false"])
     assert summary["seeds"] == [0, 1]
     values = [metrics_of(out / f"seed_{s}")["test"]["modelnet40"]["svm_acc"] for s in (0, 1)]
     row = summary["metrics"]["modelnet40/svm_acc"]

@@ -372,3 +372,20 @@ def test_benchmark_splits_by_name(synthetic_root):
     for bad in ("modelnet40", "modelnet40:validation", "shapenet:test", "scanobjectnn:OBJ_X:test"):
         with pytest.raises(ConfigError):
             load_benchmark(bad, synthetic_root)
+
+
+def test_a_class_folder_split_embeds_as_its_files_do(checkpoint, synthetic_root, tmp_path):
+    """--dataset folder:TREE:SPLIT gives each shape the features its file gets when embedded on its own."""
+    tree = tmp_path / "ModelNet10"
+    shutil.copytree(synthetic_root / "ModelNet10", tree, ignore=shutil.ignore_patterns(".cache"))
+    as_split, as_files = tmp_path / "split.npz", tmp_path / "files.npz"
+    embed.main(["--checkpoint", str(checkpoint), "--dataset", f"folder:{tree}:test", "--out", str(as_split), *POINTS])
+    embed.main(["--checkpoint", str(checkpoint), str(tree / "*" / "test" / "*.off"), "--out", str(as_files), *POINTS])
+    split, files = embedded(as_split), embedded(as_files)
+    assert list(split["class_names"]) == sorted(p.name for p in tree.iterdir() if p.is_dir() and p.name[0] != ".")
+    assert split["paths"][0] == f"folder:{tree}:test:0" and len(split["labels"]) == 20
+    order = np.argsort([Path(p).parent.parent.name + Path(p).name for p in files["paths"]], kind="stable")
+    np.testing.assert_allclose(split["features"], files["features"][order], atol=1e-5, rtol=1e-5)
+    with pytest.raises(SystemExit):
+        embed.main(["--checkpoint", str(checkpoint), "--dataset", f"folder:{tree}:validation", "--out",
+                    str(tmp_path / "x.npz")])

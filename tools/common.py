@@ -1,4 +1,4 @@
-"""What the tools share: the checkpoint -> model function, the features file, threads and batching.
+"""What the tools share: the checkpoint -> model function and the features file.
 
 `load_model` is the only code in tools/ that knows how checkpoints are laid out (which config keys name the
 architecture, which tensors betray it when there is no config). Everything else asks it.
@@ -6,18 +6,14 @@ architecture, which tensors betray it when there is no config). Everything else 
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import os
-from collections import deque
-from concurrent.futures import Executor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Callable, Mapping
 
 import numpy as np
-import torch
 from torch import nn
 
 from models.dgcnn import DGCNN, DGCNNPartSeg, DGCNNPartSegEncoder, DGCNNSemSeg
@@ -199,58 +195,3 @@ def same_encoder(a: Mapping, a_name: str, b: Mapping, b_name: str) -> None:
             what = "checkpoint" if key == "checkpoint_sha256" else "preprocessing"
             raise DataError(f"{b_name}: features from another {what} than {a_name} ({b[key]} vs {a[key]}); "
                             "embed both with the same checkpoint and settings")
-
-
-# ----------------------------------------------------------------------------------------- running models
-def ordered_map(pool: Executor, function: Callable, items: Iterable, ahead: int) -> Iterator:
-    """pool.map with at most `ahead` calls in flight, results in input order (Executor.map submits all)."""
-    pending: deque = deque()
-    for item in items:
-        pending.append(pool.submit(function, item))
-        if len(pending) >= ahead:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
-
-
-class torch_threads:
-    """Set torch's intra-op threads for a block and restore them after (the tools are also called in-process
-    by tests)."""
-
-    def __init__(self, threads: int | None):
-        self.threads, self.before = threads, torch.get_num_threads()
-
-    def __enter__(self):
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        return self
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.before)
-        return False
-
-
-def keep_freed_memory() -> None:
-    """Ask glibc to keep freed blocks (up to its 32 MiB maximum) for reuse instead of unmapping them.
-
-    A DGCNN forward pass allocates and frees the same few MiB-sized tensors batch after batch. With glibc's
-    defaults the larger ones are unmapped or trimmed when freed and page-faulted in afresh by the next batch:
-    about 2,500 page faults per 1,024-point cloud, some 5 % of its CPU time. A no-op without glibc.
-    """
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: blocks below 32 MiB come from the heap
-    mallopt(-1, 1 << 30)   # M_TRIM_THRESHOLD: keep up to 1 GiB of free heap instead of returning it
-
-
-def chunks(items: Iterable, size: int) -> Iterator[list]:
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

@@ -32,10 +32,9 @@ if not __package__:  # run as a file: the repository root is not importable, say
     raise SystemExit(2)
 
 import argparse
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -43,8 +42,8 @@ from tqdm import tqdm
 
 from datasets.clouds import Preprocessing
 from tools.clouds import expand_inputs, load_benchmark
-from tools.common import (chunks, file_sha256, keep_freed_memory, load_model, ordered_map, save_features,
-                          torch_threads)
+from engine.parallel import ParallelForward, chunks, keep_freed_memory, ordered_map
+from tools.common import file_sha256, load_model, save_features
 from utils.errors import ConfigError, DataError, exit_on_user_error
 
 
@@ -55,8 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", required=True, help="train.py's best.pt, a downstream run's checkpoint, "
                                                             "or a CrossPoint / AdaCrossNet release")
     parser.add_argument("--out", required=True, help="the .npz to write")
-    parser.add_argument("--dataset", help="embed a benchmark split instead: modelnet40:SPLIT or "
-                                          "scanobjectnn[:VARIANT]:SPLIT (SPLIT: train, val, trainval, test)")
+    parser.add_argument("--dataset", help="embed a benchmark split instead: modelnet40:SPLIT, "
+                                          "scanobjectnn[:VARIANT]:SPLIT or folder:PATH:SPLIT (a class-folder tree "
+                                          "<PATH>/<class>/{train,test}/; SPLIT: train, val, trainval, test)")
     parser.add_argument("--data-root", default="data", help="for --dataset (default: data)")
     parser.add_argument("--k", type=int, help="override k of the kNN graphs (checkpoints without a config: "
                                               "DGCNN 20; CrossPoint's script trained with 15)")
@@ -86,37 +86,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def default_workers() -> int:
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
-
-
-class Encoder:
-    """Batches of prepared clouds -> features, in --workers threads of one torch thread each (CPU), or on a
-    GPU in one thread. Call `run` inside `torch_threads(encoder.torch_threads)`."""
-
-    def __init__(self, model: torch.nn.Module, device: str, workers: int | None):
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"--device {device}: CUDA is not available on this machine")
-        self.model = model.to(self.device)
-        self.workers = 1 if self.device.type != "cpu" else (workers or default_workers())
-        self.torch_threads = 1 if self.device.type == "cpu" and self.workers > 1 else None
-
-    def forward(self, clouds: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():  # thread-local: entered in the worker thread itself
-            points = torch.from_numpy(clouds).to(self.device)
-            return self.model(points).float().cpu().numpy()
-
-    def run(self, batches: Iterable[np.ndarray]):
-        """Yield the features of each batch, in order."""
-        if self.workers == 1:
-            yield from map(self.forward, batches)
-            return
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="encoder") as pool:
-            yield from ordered_map(pool, self.forward, batches, ahead=2 * self.workers)
-
-
-def embed_items(encoder: Encoder, items: Sequence, prepare: Callable[[object], np.ndarray], *, batch_size: int,
+def embed_items(encoder: ParallelForward, items: Sequence, prepare: Callable[[object], np.ndarray], *, batch_size: int,
                 readers: int, strict: bool, progress: bool = True) -> tuple[np.ndarray, list[int], list[str]]:
     """Features of every item that `prepare` accepts -> (features (n, D) float32, indices of those items,
     one problem line per item refused). `prepare` raises DataError for an unusable item."""
@@ -165,21 +135,22 @@ def run(args: argparse.Namespace) -> dict:
     model, info = load_model(args.checkpoint, "embed", k=args.k, emb_dims=args.emb_dims)
     if info.k is not None and settings.num_points < info.k:
         raise ConfigError(f"--points {settings.num_points}: the encoder's k={info.k} needs at least {info.k}")
-    encoder = Encoder(model, args.device, args.workers)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {args.device}: CUDA is not available on this machine")
     keep_freed_memory()
     extra = {}
     if args.dataset:
-        split = load_benchmark(args.dataset, args.data_root)
+        split = load_benchmark(args.dataset, args.data_root, settings)
         items = list(range(len(split.points)))
         names = [split.path(i) for i in items]
 
-        def prepare(index):
-            return settings.prepare(split.points[index], names[index])
+        def prepare(index):  # a class-folder split is prepared as files are; h5 clouds are prepared here
+            return split.points[index] if split.prepared else settings.prepare(split.points[index], names[index])
     else:
         items = expand_inputs(args.inputs)
         names = [str(path) for path in items]
         prepare = settings.read
-    with torch_threads(encoder.torch_threads):
+    with ParallelForward(model, args.device, args.workers) as encoder:
         features, kept, problems = embed_items(encoder, items, prepare, batch_size=args.batch_size,
                                                readers=args.readers, strict=args.strict)
     if not kept:

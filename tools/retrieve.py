@@ -97,7 +97,7 @@ def thumbnail(path: str, data: dict, root: str) -> np.ndarray | None:
     """The cloud of a path as the encoder saw it (recorded preprocessing), or None when it cannot be read."""
     settings = Preprocessing.from_json(str(data["preprocessing"]))
     try:
-        stored = benchmark_cloud(path, root)
+        stored = benchmark_cloud(path, root, settings)
         return settings.prepare(stored, path) if stored is not None else settings.read(path)
     except UserError as error:
         print(f"note: no thumbnail: {error}", file=sys.stderr)

@@ -45,7 +45,8 @@ from datasets.shapenet_part import CATEGORY_NAMES, PART_RANGES
 from datasets.transforms import NormalizeUnitSphere
 from tasks.segmentation_metrics import restrict_to_category
 from datasets.clouds import count_distinct, read_cloud, sort_points
-from tools.common import chunks, load_model
+from engine.parallel import chunks
+from tools.common import load_model
 from tools.pictures import draw_clouds, label_colours
 from utils.errors import CheckpointError, ConfigError, DataError, exit_on_user_error
 

@@ -1,9 +1,11 @@
-"""Frozen-feature evaluation of a pretrained point encoder: linear SVM, few-shot and t-SNE on ModelNet40 and
-ScanObjectNN (configs/classification.yaml describes the protocol).
+"""Frozen-feature evaluation of a pretrained point encoder: linear SVM, few-shot and t-SNE on ModelNet40,
+ScanObjectNN and class-folder trees such as ModelNet10 (configs/classification.yaml describes the protocol).
 
     python -m downstream.classification.main --checkpoint runs/pretrain/best.pt --data-root data
     python -m downstream.classification.main --random-init --data-root data          # the baseline
-    python -m downstream.classification.main --checkpoint dgcnn_cls_best.pth model.k=15 svm.search_c=true
+    python -m downstream.classification.main --random-init --calibrate-bn --data-root data   # its BN calibrated
+    python -m downstream.classification.main --checkpoint best.pt data.datasets=[folder] data.folder.root=ModelNet10
+    python -m downstream.classification.main --checkpoint dgcnn_cls_best.pth model.k=15  # CrossPoint's release
     python -m downstream.classification.main --checkpoint best.pt --seeds 0 1 2       # mean +- std
 """
 
@@ -25,7 +27,7 @@ from torch.utils.tensorboard import SummaryWriter
 from downstream import common
 from engine.runtime import setup_runtime
 from models.build import BACKBONES
-from tasks.classification import TITLES, ClassificationConfig, evaluate_dataset
+from tasks.classification import ClassificationConfig, dataset_points, evaluate_dataset
 from tasks.encoders import load_encoder_weights, report_dict
 from utils.config import Config, build_part, require_points_for_k, save_config
 from utils.errors import ConfigError, exit_on_user_error
@@ -37,13 +39,14 @@ DEFAULTS = common.CONFIGS / "classification.yaml"
 def print_results(cfg: Config, encoder_name: str, test: dict, details: dict) -> None:
     for name, metrics in test.items():
         info = details[name]
-        points = cfg.data.modelnet40_points if name == "modelnet40" else cfg.data.scanobjectnn_points
-        variant = f" {cfg.data.scanobjectnn_variant}" if name == "scanobjectnn" else ""
-        print(f"\n{TITLES[name]}{variant}, {points} points ({info['train_samples']} train / {info['test_samples']} "
-              f"test), {encoder_name}, test set:")
-        print(f"  linear SVM (C={info['svm_c']:g})      {common.pct(metrics['svm_acc'])} %")
+        print(f"\n{info['title']}, {dataset_points(cfg, name)} points ({info['train_samples']} train / "
+              f"{info['test_samples']} test), {encoder_name}, test set:")
+        print(f"  linear SVM, C={info['svm_c']:g} (published protocol){'':<14} {common.pct(metrics['svm_acc'])} %")
+        if "svm_acc_cv" in metrics:
+            chosen = f"C={info['svm_c_cv']:g} ({cfg.svm.folds}-fold CV on the training set)"
+            print(f"  linear SVM, {chosen:<44} {common.pct(metrics['svm_acc_cv'])} %")
         for setting, result in metrics["fewshot"].items():
-            print(f"  few-shot {setting:<7} ({cfg.fewshot.runs} runs) {common.pct(result['mean'])} +- "
+            print(f"  few-shot {setting:<7} ({cfg.fewshot.runs} runs){'':<29} {common.pct(result['mean'])} +- "
                   f"{100 * result['std']:.2f} %   (mean +- std over episodes)")
         for setting, reason in info["fewshot_skipped"].items():
             print(f"  few-shot {setting:<7} skipped: {reason}")
@@ -68,6 +71,9 @@ def run(cfg: Config) -> dict:
                           "--checkpoint and --random-init exclude each other: run them separately")
     require_points_for_k("model.k", cfg.model.get("k", 0),
                          {f"data.{name}_points": cfg.data[f"{name}_points"] for name in cfg.data.datasets})
+    if "folder" in cfg.data.datasets and not cfg.data.folder.root:
+        raise ConfigError("data.datasets lists folder, but 'data.folder.root' is not set: give the class-folder tree, "
+                          "e.g. data.folder.root=data/ModelNet10")
     runtime = setup_runtime(cfg)
     encoder = build_part(BACKBONES, cfg.model)  # seeded by setup_runtime: the random-init baseline
     report = None
@@ -76,7 +82,7 @@ def run(cfg: Config) -> dict:
     encoder.requires_grad_(False).to(runtime.device).eval()
     encoder_name = f"encoder from {cfg.checkpoint}" if cfg.checkpoint else f"random-init encoder (seed {cfg.seed})"
     if cfg.calibrate_batchnorm:
-        encoder_name += ", BatchNorm statistics estimated on the trainval points"
+        encoder_name += f", BatchNorm statistics estimated on {cfg.calibration_shapes} trainval shapes"
 
     test, details = {}, {}
     if runtime.is_main:
