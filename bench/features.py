@@ -65,7 +65,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--clouds", type=int, default=480)
     parser.add_argument("--points", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--calibration-shapes", type=int, default=512)
+    parser.add_argument("--calibration-shapes", type=int, default=256)
     args = parser.parse_args(argv)
     keep_freed_memory()
     torch.manual_seed(0)

@@ -37,7 +37,7 @@ import os
 import stat
 import sys
 from dataclasses import dataclass, field
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -231,8 +231,10 @@ def _run(paths, todo, settings, workers, progress, desc):
                 yield read_or_problem(job)
                 bar.update()
             return
-        # spawn, not fork: the caller may hold torch's OpenMP threads, which a forked child must not inherit
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        # fork where there is one (Linux): the workers run numpy only, never OpenMP, so inheriting the parent's
+        # threads is safe, and unlike spawn a fork does not re-run the caller's script in every worker
+        method = "fork" if "fork" in get_all_start_methods() else "spawn"
+        with ProcessPoolExecutor(workers, mp_context=get_context(method)) as pool:
             for result in pool.map(read_or_problem, jobs, chunksize=max(1, min(64, len(jobs) // (8 * workers)))):
                 yield result
                 bar.update()

@@ -49,7 +49,7 @@ class SvmConfig:
     c: PositiveFloat = 0.01  # the published protocol's C (AdaCrossNet test.py, CrossPoint notebook)
     search_c: bool = True  # also report C chosen by stratified cross-validation on the training set
     c_grid: Annotated[list[float], Range(gt=0), Length(min=1)] = field(
-        default_factory=lambda: [1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0])
+        default_factory=lambda: [1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0, 1e3, 1e4])  # features of any scale
     folds: Annotated[int, Range(ge=2)] = 5
 
 
@@ -70,7 +70,7 @@ class ClassificationConfig(RunConfig):
     # estimate the encoder's BatchNorm statistics on each dataset's trainval points before extracting features: with
     # random_init, the baseline that tells learned features from calibrated ones (engine.evaluate.calibrated_batchnorm)
     calibrate_batchnorm: bool = False
-    calibration_shapes: PositiveInt = 512  # a seeded subset of trainval suffices (python -m bench.calibration)
+    calibration_shapes: PositiveInt = 256  # a seeded subset of trainval suffices (python -m bench.calibration)
     model: dict = choose(BACKBONES, "dgcnn")  # use the k the encoder was pretrained with
     data: ClassificationData = field(default_factory=ClassificationData)
     svm: SvmConfig = field(default_factory=SvmConfig)

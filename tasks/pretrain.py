@@ -48,7 +48,7 @@ class MonitorConfig:
     batch_size: PositiveInt = 64
     random_init: bool = True  # also score the encoder before training on the test split, as initialised and with
     # its BatchNorm statistics estimated on the data (SvmMonitor.baseline): the baselines to beat
-    calibration_shapes: PositiveInt = 512  # the seeded subset of trainval those statistics are estimated on
+    calibration_shapes: PositiveInt = 256  # the seeded subset of trainval those statistics are estimated on
 
 
 @dataclass

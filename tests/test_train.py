@@ -50,6 +50,22 @@ def test_a_short_run_writes_events_metrics_checkpoints_and_a_plot(synthetic_root
     assert "random init" in printed and "pretrained" in printed
 
 
+def test_the_monitor_on_a_class_folder_tree(synthetic_root, tmp_path, capsys):
+    """monitor.dataset=folder: best.pt is chosen on the val part carved from the tree's train folder, and the
+    test folder is scored once (the synthetic ModelNet10-style tree of OFF meshes)."""
+    result = train.main(tiny_args(synthetic_root, tmp_path, "optim.epochs=1", "monitor.dataset=folder",
+                                  f"monitor.folder.root={synthetic_root / 'ModelNet10'}", "monitor.random_init=false"))
+    assert 0.0 <= result["history"][0]["val"]["svm_acc"] <= 1.0 and 0.0 <= result["test"]["svm_acc"] <= 1.0
+    assert "ModelNet10 linear SVM" in capsys.readouterr().out
+
+
+def test_a_folder_monitor_without_its_root_is_one_line(synthetic_root, tmp_path):
+    result = subprocess.run([sys.executable, "train.py", *tiny_args(synthetic_root, tmp_path, "monitor.dataset=folder")],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: monitor.dataset=folder needs 'monitor.folder.root'")
+
+
 def test_the_same_seed_twice_gives_identical_metrics_and_weights(synthetic_root, tmp_path):
     for run in ("a", "b"):
         train.main(tiny_args(synthetic_root, tmp_path / run, "optim.epochs=1", "train.num_workers=1"))
