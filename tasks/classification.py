@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-from torch.utils.data import DataLoader
 
 from datasets import ModelNet40, ScanObjectNN
 from engine.evaluate import (calibrated_batchnorm, extract_features, few_shot_accuracy, linear_svm_accuracy, plot_tsne,
@@ -22,6 +21,7 @@ from engine.evaluate import (calibrated_batchnorm, extract_features, few_shot_ac
 from engine.runtime import RunConfig
 from models.build import BACKBONES
 from utils.config import Config, Length, OneOf, Pattern, PositiveFloat, PositiveInt, Range, choose
+from utils.signals import WorkerLoader
 
 TITLES = {"modelnet40": "ModelNet40", "scanobjectnn": "ScanObjectNN"}
 
@@ -118,8 +118,8 @@ def evaluate_dataset(name: str, encoder, cfg: Config, runtime, run_dir: Path, wr
     features = {}
     for split in ("trainval", "test"):
         dataset = build_dataset(cfg, name, split)
-        loader = DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=False,
-                            num_workers=cfg.train.num_workers, pin_memory=runtime.device.type == "cuda")
+        loader = WorkerLoader(dataset, batch_size=cfg.data.batch_size, shuffle=False,
+                              num_workers=cfg.train.num_workers, pin_memory=runtime.device.type == "cuda")
         if split == "trainval" and cfg.calibrate_batchnorm:
             encoder = calibrated_batchnorm(encoder, loader, runtime.device)
         features[split] = extract_features(encoder, loader, runtime.device, runtime.amp_dtype,

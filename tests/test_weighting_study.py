@@ -50,8 +50,8 @@ def test_study_writes_the_summary_and_plots_and_resumes(synthetic_root, tmp_path
     (out / "static-1-0" / "seed_1" / "metrics.json").unlink()
     ran = []
     original = weighting_study.run_one
-    monkeypatch.setattr(weighting_study, "run_one", lambda config, directory, seed, overrides: (
-        ran.append((directory.parent.name, seed)), original(config, directory, seed, overrides))[1])
+    monkeypatch.setattr(weighting_study, "run_one", lambda config, directory, *rest: (
+        ran.append((directory.parent.name, rest[0])), original(config, directory, *rest))[1])
     weighting_study.main(study(synthetic_root, out))
     assert ran == [("static-1-0", 1)]
 
@@ -69,7 +69,7 @@ def test_a_signal_stops_the_study_not_only_its_run(synthetic_root, tmp_path, mon
     """SIGTERM in a run (train.py exits 143) ends the study there, instead of starting the next run."""
     ran = []
 
-    def interrupted(config, directory, seed, overrides):
+    def interrupted(config, directory, seed, *rest):
         ran.append((directory.parent.name, seed))
         raise SystemExit(143)
 
