@@ -42,8 +42,8 @@ import torch
 from tqdm import tqdm
 
 from tools.clouds import Preprocessing, expand_inputs, load_benchmark
-from tools.common import (chunks, file_sha256, keep_freed_memory, load_model, ordered_map, save_features,
-                          torch_threads)
+from tools.common import (check_device, check_positive, chunks, file_sha256, keep_freed_memory, load_model,
+                          ordered_map, save_features, torch_threads)
 from utils.errors import ConfigError, DataError, exit_on_user_error
 
 
@@ -79,9 +79,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if bool(args.inputs) == bool(args.dataset):
         raise ConfigError("give INPUTS (files, folders, globs) or --dataset, not both and not neither")
-    for flag in ("points", "mesh_points", "min_points", "batch_size", "readers"):
-        if getattr(args, flag) < 1:
-            raise ConfigError(f"--{flag.replace('_', '-')}: must be >= 1")
+    check_positive(args, ("points", "mesh_points", "min_points", "batch_size", "readers", "workers", "k", "emb_dims"))
+    check_device("--device", args.device)
     return args
 
 
