@@ -122,8 +122,9 @@ def prepare_fresh_run_dir(run_dir: str | Path, overwrite: bool, restart: bool = 
             refuse_another_run([run_dir], overwrite)
         finished = (run_dir / "best.pt").exists() or "test" in read_json(run_dir / "metrics.json")
         if finished:
-            raise ConfigError(f"out={run_dir}: holds the results of a finished run but no last.pt to resume; to "
-                              "replace them use overwrite=true (--overwrite), or give another out")
+            raise ConfigError(f"out={run_dir}: holds a finished run ({', '.join(p.name for p in found[:4])}"
+                              f"{', ...' if len(found) > 4 else ''}) that this run cannot resume; to replace it use "
+                              "overwrite=true (--overwrite), or give another out")
         print(f"note: {run_dir} holds no last.pt: this run starts from scratch and replaces what an earlier run "
               f"left there ({', '.join(p.name for p in found)})", file=sys.stderr)
     for path in found:

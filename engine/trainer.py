@@ -49,7 +49,7 @@ from utils import distributed
 from utils.checkpoint import atomic_save, load_checkpoint_file
 from utils.config import Config, covered, save_config
 from utils.errors import CheckpointError, ConfigError, Interrupted, UserError
-from utils.files import atomic_write, make_folder, remove_stale_temporaries, update_json
+from utils.files import atomic_write, make_folder, read_json, remove_stale_temporaries, update_json
 from utils.signals import StopSignals, WorkerLoader, is_worker_death, signal_name, worker_deaths_at_fetch
 from utils.seeding import rng_states, set_rng_states
 
@@ -121,6 +121,8 @@ class Trainer:
             make_folder(self.run_dir)
             if not self._continues_own_run():
                 prepare_fresh_run_dir(self.run_dir, cfg.overwrite, restart=cfg.resume == "auto")
+            else:  # read at the end of the first epoch: a corrupted one is refused now, not after it
+                read_json(self.run_dir / "metrics.json")
 
         module = module.to(runtime.device)
         self._stop_group = None
