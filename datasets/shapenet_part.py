@@ -25,7 +25,8 @@ class ShapeNetPart(PointCloudDataset):
 
     ``split`` uses the official files, those named in ``{train,val,test}_hdf5_file_list.txt`` (only those: a
     stray ``ply_data_train0_backup.h5`` beside them is not read): "train", "val" (the official validation set,
-    used for checkpoint selection), "trainval" = both (14,007 shapes, for the final fit), "test". Each shape's part ids are checked to lie in its category's range.
+    used for checkpoint selection), "trainval" = both (14,007 shapes, for the final fit), "test". Each shape's
+    part ids are checked to lie in its category's range.
     """
 
     num_categories = 16

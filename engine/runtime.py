@@ -75,8 +75,8 @@ class RunConfig:
 
 # Keys that say where and how fast a run goes, not what it computes: a resume may change them freely. `device`
 # moves the run to other hardware, whose float rounding differs as on any other machine.
-ALWAYS_ALLOWED = ("out", "resume", "resume_allow", "overwrite", "device", "data.root", "train.num_workers", "train.log_every",
-                  "train.checkpoint_every_steps")
+ALWAYS_ALLOWED = ("out", "resume", "resume_allow", "overwrite", "device", "data.root", "train.num_workers",
+                  "train.log_every", "train.checkpoint_every_steps")
 
 
 # What the scripts write into a run directory (train.py and the fine-tuning runs through the Trainer, the

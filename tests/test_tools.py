@@ -219,12 +219,14 @@ TOOL_CASES = [  # (id, tool, arguments, what a setup(ctx, monkeypatch) adds, the
     ("classify --out under a regular file", classify, ["--reference", "{features}", "{features}", "--out",
                                                        "{tmp}/afile/p.csv"], None, "afile: cannot create the folder"),
     ("retrieve --png under a regular file", retrieve, ["{features}", "--query", "0", "--png", "{tmp}/afile/n.png",
-                                                       "--data-root", "{root}"], None, "afile: cannot create the folder"),
+                                                       "--data-root", "{root}"], None,
+     "afile: cannot create the folder"),
     ("segment --out under a regular file", segment, ["--checkpoint", "{segmenter}", "{clouds}/c0.ply", "--out",
                                                      "{tmp}/afile/s.ply"], lambda ctx, mp: _segmenter(ctx),
      "afile: cannot create the folder"),
     ("retrieve --png on a full disk", retrieve, ["{features}", "--query", "0", "--png", "{tmp}/n.png", "--data-root",
-                                                 "{root}"], "full disk", "n.png: cannot write (No space left on device)"),
+                                                 "{root}"], "full disk",
+     "n.png: cannot write (No space left on device)"),
 ]
 
 
