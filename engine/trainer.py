@@ -318,9 +318,9 @@ class Trainer:
         # mid-epoch draws the same dropout masks as the uninterrupted one.
         generator = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + epoch) * 1_009 + self.runtime.rank)
         return WorkerLoader(self.train_set, batch_size=self.cfg.optim.batch_size, sampler=self.sampler,
-                          num_workers=self.cfg.train.num_workers, pin_memory=cuda, drop_last=True,
-                          collate_fn=self.collate_fn, generator=generator,
-                          persistent_workers=False)  # workers re-fork each epoch and see set_epoch
+                            num_workers=self.cfg.train.num_workers, pin_memory=cuda, drop_last=True,
+                            collate_fn=self.collate_fn, generator=generator,
+                            persistent_workers=False)  # workers re-fork each epoch and see set_epoch
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         cfg, runtime = self.cfg, self.runtime
@@ -393,9 +393,9 @@ class Trainer:
         return self._epoch_means(sums)
 
     def _next_batch(self, batches, epoch: int, first_bad_step: torch.Tensor):
-        """The next batch, None at the end of the loader. A worker that died is reported here, between steps:
-        when a stop was asked for (a signal to the whole process group that reached a worker before it
-        ignored signals, or a SIGKILL after it), the run stops as after any step, with last.pt saved."""
+        """The next batch, None at the end of the loader. A worker that died (workers ignore SIGINT/SIGTERM, but
+        not a SIGKILL or the OOM killer) is reported here, between steps: when a stop was asked for too, the run
+        stops as after any step, with last.pt saved; else it ends with one line saying what is kept."""
         try:
             return next(batches)
         except StopIteration:

@@ -116,8 +116,8 @@ def predict(module: PointSegmentation, loader: DataLoader, runtime: Runtime, des
 
 def eval_loader(dataset, cfg) -> DataLoader:
     """In order, no augmentation, every sample (no drop_last)."""
-    return WorkerLoader(dataset, batch_size=cfg.optim.batch_size, shuffle=False, num_workers=cfg.train.num_workers,
-                        pin_memory=cfg.device != "cpu" and torch.cuda.is_available())
+    return WorkerLoader(dataset, batch_size=cfg.optim.batch_size, shuffle=False,
+                        num_workers=cfg.train.num_workers, pin_memory=cfg.device != "cpu" and torch.cuda.is_available())
 
 
 def initial_weights(cfg, model: nn.Module, runtime: Runtime) -> LoadReport | None:
