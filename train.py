@@ -14,15 +14,22 @@ from engine.trainer import Trainer
 from tasks.pretrain import PretrainConfig, build_pretraining
 from utils import distributed
 from utils.cli import parse_config
+from utils.config import Config
 from utils.errors import exit_on_user_error
 from utils.files import read_json, update_json
 
 DEMO = Path(__file__).resolve().parent / "configs" / "demo.yaml"
 
 
+def load_config(argv=None) -> Config:
+    """The resolved config of a train.py command line (`argv` without the program name)."""
+    cfg, _ = parse_config("train.py", __doc__, DEMO, PretrainConfig, argv)
+    return cfg
+
+
 @exit_on_user_error
 def main(argv=None) -> dict:
-    cfg, _ = parse_config("train.py", __doc__, DEMO, PretrainConfig, argv)
+    cfg = load_config(argv)
     runtime = setup_runtime(cfg)
     try:
         module, train_set, monitor = build_pretraining(cfg, runtime)
@@ -30,7 +37,8 @@ def main(argv=None) -> dict:
         metrics_path = Path(cfg.out) / "metrics.json"
         if runtime.is_main and cfg.monitor.random_init and "random_init" not in read_json(metrics_path):
             # The same encoder before any training: the baseline that pretraining must beat. Computed once per
-            # run directory (a resumed run keeps the first value), before the first step.
+            # run (a resumed run keeps the first value; a fresh one found its directory without a metrics.json),
+            # before the first step.
             module.to(runtime.device)
             update_json(metrics_path, {"random_init": monitor.baseline(module.encoder)})
         result = trainer.fit()

@@ -6,7 +6,9 @@
 Each (variant, seed) is one `train.py` run into `<out>/<variant>/seed_<s>/`, with the overrides of the
 variant and the seed on top of `--config` and the command line's overrides. A run that finished (its
 metrics.json holds a test result) is skipped, a run that was interrupted resumes from its last.pt: a killed
-study is continued by running the same command again. At the end, and after every run:
+study is continued by running the same command again. A run is the same only if its resolved config is
+(train.py's resume rule: data.root, device and the like may differ): a run directory holding a run of another
+config is refused before any run starts, or replaced with --overwrite. At the end, and after every run:
   - summary.md / summary.json: per variant, the linear-SVM accuracy on the validation split (the best epoch's,
     which chose the checkpoint) and on the test split (scored once, on that checkpoint), mean +- sample std
     over seeds; the paired difference to the reference variant (static-1:1) on the same seeds, with a 95 %
@@ -29,10 +31,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from utils.errors import ConfigError, exit_on_user_error
-from utils.files import atomic_write_text, read_json, write_json
+from engine.runtime import run_changes
+from utils.config import read_yaml
+from utils.errors import ConfigError, UserError, exit_on_user_error
+from utils.files import atomic_write_text, make_folder, read_json, write_json
 
 REFERENCE = "static-1:1"
 # the untrained encoder's two scores (train.py, metrics.json "random_init": metric key) and their table rows: as
@@ -81,12 +84,25 @@ def finished(directory: Path) -> bool:
     return "svm_acc" in read_json(directory / "metrics.json").get("test", {})
 
 
-def run_one(config: str | None, directory: Path, seed: int, overrides: list[str]) -> float:
+class StudyFailed(UserError):
+    """No run of the study has a result: there is nothing to summarise."""
+
+
+def train_argv(config: str | None, directory: Path, seed: int, overrides: list[str], start: str) -> list[str]:
+    """train.py's command line for one run; `start`: "resume=auto" to continue it, "overwrite=true" to replace
+    the run of another config in its directory."""
+    return ([] if config is None else ["--config", config]) + [*overrides, f"seed={seed}", f"out={directory}",
+                                                               start]
+
+
+def run_one(config: str | None, directory: Path, seed: int, overrides: list[str],
+            start: str = "resume=auto") -> float:
     """One pretraining run in this process; returns its wall time in seconds (kept across resumes)."""
     import train  # the entry script: the study runs exactly what a user runs
 
-    argv = ([] if config is None else ["--config", config]) + [*overrides, f"seed={seed}", f"out={directory}",
-                                                                "resume=auto"]
+    argv = train_argv(config, directory, seed, overrides, start)
+    if start != "resume=auto":  # the replaced run's time is not this run's
+        (directory / "study.json").unlink(missing_ok=True)
     started = time.perf_counter()
     try:
         train.main(argv)
@@ -97,13 +113,52 @@ def run_one(config: str | None, directory: Path, seed: int, overrides: list[str]
     return seconds
 
 
-def started_with_baseline(directory: Path, default: bool) -> bool:
+def saved_config(directory: Path) -> dict | None:
+    """The resolved config a started run saved, None before it saved one."""
+    path = directory / "config.yaml"
+    if not path.exists():
+        return None
+    saved = read_yaml(path, "saved config")
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{path}: not a config train.py wrote (a {type(saved).__name__}); move the run away")
+    return saved
+
+
+def started_with_baseline(saved: dict | None, default: bool) -> bool:
     """Whether a started run scores the untrained encoder (its saved config says), else `default`."""
-    try:
-        saved = yaml.safe_load((directory / "config.yaml").read_text())
-    except FileNotFoundError:
+    if saved is None:
         return default
-    return bool(saved.get("monitor", {}).get("random_init", default))
+    monitor = saved.get("monitor")
+    return bool(monitor.get("random_init", default)) if isinstance(monitor, dict) else default
+
+
+def plan_runs(args, variants: dict) -> list[tuple[str, int, Path, list[str], str]]:
+    """(variant, seed, directory, overrides, start) per run, seed-major; a directory holding a run of another
+    config is refused here, before any run, unless --overwrite replaces it (start "overwrite=true")."""
+    import train
+
+    plan = []
+    for seed in args.seeds:  # seed-major: an interrupted study has every variant on its first seeds
+        for position, (variant, variant_overrides) in enumerate(variants.items()):
+            directory = run_dir(Path(args.out), variant, seed)
+            saved = saved_config(directory)
+            # the encoder before training depends on the seed only: scored in the seed's first run, or as the
+            # run started, when it resumes under another --variants order
+            baseline = f"monitor.random_init={str(started_with_baseline(saved, position == 0)).lower()}"
+            overrides = [*args.overrides, *variant_overrides, baseline]
+            start = "resume=auto"
+            if saved is not None:
+                current = train.load_config(train_argv(args.config, directory, seed, overrides, start))
+                changes = run_changes(saved, current.to_dict())
+                if changes and not args.overwrite:
+                    shown = ", ".join(f"{key} ({old!r} -> {new!r})" for key, old, new in changes[:3])
+                    raise ConfigError(f"{directory / 'config.yaml'}: a run of another config ({shown}"
+                                      f"{', ...' if len(changes) > 3 else ''}); run the study's own command to "
+                                      "continue it, give another --out, or add --overwrite to replace its runs")
+                if changes:
+                    start = "overwrite=true"
+            plan.append((variant, seed, directory, overrides, start))
+    return plan
 
 
 def collect(out: Path, variants: dict, seeds: list[int]) -> dict:
@@ -298,6 +353,9 @@ def parse_args(argv=None):
     parser.add_argument("--out", default="runs/weighting_study")
     parser.add_argument("--reference", default=REFERENCE, metavar="V",
                         help=f"the variant the paired differences are taken to (default {REFERENCE})")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the runs in --out whose config differs from this command's (they are "
+                             "refused otherwise); runs of this config are continued or kept as always")
     parser.add_argument("overrides", nargs="*", help="dotted config overrides for every run")
     return parser.parse_args(argv)
 
@@ -309,35 +367,36 @@ def main(argv=None) -> dict:
     if args.reference not in variants:
         raise ConfigError(f"--reference: '{args.reference}' is not among the variants ({', '.join(variants)})")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    plan = plan_runs(args, variants)
+    make_folder(out)
     command = "python -m bench.weighting_study " + " ".join(argv if argv is not None else sys.argv[1:])
-    total = len(variants) * len(args.seeds)
-    number = 0
-    for seed in args.seeds:  # seed-major: an interrupted study has every variant on its first seeds
-        for position, (variant, overrides) in enumerate(variants.items()):
-            number += 1
-            directory = run_dir(out, variant, seed)
-            if finished(directory):
-                print(f"[{number}/{total}] {variant} seed {seed}: finished before, skipped", flush=True)
-                continue
-            print(f"[{number}/{total}] {variant} seed {seed} -> {directory}", flush=True)
-            try:
-                # the encoder before training depends on the seed only: scored in the seed's first run, or as
-                # the run started, when it resumes under another --variants order
-                baseline = [f"monitor.random_init={str(started_with_baseline(directory, position == 0)).lower()}"]
-                seconds = run_one(args.config, directory, seed, [*args.overrides, *overrides, *baseline])
-            except SystemExit as stop:  # train.py printed its one-line error
-                if stop.code in (130, 143):  # SIGINT / SIGTERM: the run kept its last.pt; the study stops too
-                    print(f"[{number}/{total}] {variant} seed {seed}: interrupted; the same command continues "
-                          f"the study", flush=True)
-                    raise
-                print(f"[{number}/{total}] {variant} seed {seed}: failed (exit {stop.code}); left out", flush=True)
-                continue
-            print(f"[{number}/{total}] {variant} seed {seed}: {seconds:.0f} s", flush=True)
-            report(out, variants, args.seeds, command, args.reference)
+    failed = []
+    for number, (variant, seed, directory, overrides, start) in enumerate(plan, 1):
+        if start == "resume=auto" and finished(directory):
+            print(f"[{number}/{len(plan)}] {variant} seed {seed}: finished before, skipped", flush=True)
+            continue
+        print(f"[{number}/{len(plan)}] {variant} seed {seed} -> {directory}", flush=True)
+        try:
+            seconds = run_one(args.config, directory, seed, overrides, start)
+        except SystemExit as stop:  # train.py printed its one-line error
+            if stop.code in (130, 143):  # SIGINT / SIGTERM: the run kept its last.pt; the study stops too
+                print(f"[{number}/{len(plan)}] {variant} seed {seed}: interrupted; the same command continues "
+                      f"the study", flush=True)
+                raise
+            print(f"[{number}/{len(plan)}] {variant} seed {seed}: failed (exit {stop.code}); left out", flush=True)
+            failed.append(f"{variant} seed {seed}")
+            continue
+        print(f"[{number}/{len(plan)}] {variant} seed {seed}: {seconds:.0f} s", flush=True)
+        report(out, variants, args.seeds, command, args.reference)
+    if not any(finished(directory) for _, _, directory, _, _ in plan):
+        raise StudyFailed(f"every run of the study failed ({len(failed)} of {len(plan)}: "
+                          f"{', '.join(failed[:3])}{', ...' if len(failed) > 3 else ''}); each one's error is "
+                          f"above, nothing to summarise in {out}")
     summary = report(out, variants, args.seeds, command, args.reference)
     print("\n" + (out / "summary.md").read_text())
     print(f"written: {out / 'summary.md'}, {out / 'summary.json'}, {out / 'weights.png'}, {out / 'accuracy.png'}")
+    if failed:
+        print(f"note: {len(failed)} of {len(plan)} runs failed and are left out of the summary: {', '.join(failed)}")
     return summary
 
 

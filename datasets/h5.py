@@ -9,7 +9,6 @@ arrays file by file and copies only the selected rows into one preallocated arra
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -27,11 +26,6 @@ def oneline(error: BaseException) -> str:
     """An exception's message on one line (h5py and plyfile messages can span several)."""
     text = " ".join(str(error).split())
     return text or type(error).__name__
-
-
-def natural_key(path: Path | str):
-    """Sort key that puts ply_data_train2 before ply_data_train10."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", Path(path).name)]
 
 
 def checked_index(index, length: int) -> int:
@@ -77,6 +71,22 @@ def read_lines(path: Path) -> list[str]:
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: cannot read ({oneline(error)})") from error
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def listed_files(folder: Path, list_name: str) -> list[Path]:
+    """The h5 files a list file names (ModelNet40's train_files.txt, ShapeNetPart's train_hdf5_file_list.txt):
+    only those, never other files that happen to lie in the folder. The lines may carry the original relative
+    paths (``data/modelnet40_ply_hdf5_2048/ply_data_train0.h5``), so each is resolved by file name in ``folder``."""
+    list_path = folder / list_name
+    paths = []
+    for line in read_lines(list_path):
+        path = folder / Path(line.replace("\\", "/")).name
+        if not path.is_file():
+            raise DataError(f"{list_path}: lists '{line}', but {path} does not exist")
+        paths.append(path)
+    if not paths:
+        raise DataError(f"{list_path}: lists no files")
+    return paths
 
 
 def check_split(split: str, allowed: Sequence[str] = SPLITS) -> str:
@@ -138,6 +148,12 @@ def check_finite(points: np.ndarray, path: Path, key: str) -> None:
         raise DataError(f"{path}: '{key}' has NaN/Inf coordinates (first in sample {bad})")
 
 
+# Samples one file may declare. The releases' largest file holds 11,416 (ScanObjectNN PB_T50_RS training; ModelNet40
+# and ShapeNetPart files hold 2,048, S3DIS files 1,000). A file declaring more is refused before anything is
+# allocated or read: a 1.7 kB gzip file can declare millions of shapes of fill values.
+MAX_SAMPLES_PER_FILE = 100_000
+
+
 class H5Spec:
     """What one family of h5 files must contain.
 
@@ -165,6 +181,9 @@ def _check_file(h5: h5py.File, path: Path, spec: H5Spec) -> int:
         raise DataError(f"{path}: '{spec.points_key}' has {ds.shape[1]} points per sample, "
                         f"fewer than num_points={spec.num_points}")
     n = ds.shape[0]
+    if n > MAX_SAMPLES_PER_FILE:
+        raise DataError(f"{path}: '{spec.points_key}' declares {n} samples, more than the limit of "
+                        f"{MAX_SAMPLES_PER_FILE} per file (the releases' largest file holds 11,416)")
     for key in spec.shape_labels:
         lab = get_dataset(h5, path, key)
         if not (lab.shape == (n,) or lab.shape == (n, 1)):

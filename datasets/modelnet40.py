@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from utils.errors import DataError
 
-from .h5 import H5Spec, H5Table, PointCloudDataset, check_split, dataset_dir, read_lines
+from .h5 import H5Spec, H5Table, PointCloudDataset, check_split, dataset_dir, listed_files, read_lines
 from .splits import SPLIT_SEED, stratified_selector
 
 FOLDER = "modelnet40_ply_hdf5_2048"
-
-
-def _listed_files(folder: Path, list_name: str) -> list[Path]:
-    """Files named in train_files.txt / test_files.txt. Their lines carry the original relative paths
-    (``data/modelnet40_ply_hdf5_2048/ply_data_train0.h5``), so each is resolved by file name in ``folder``."""
-    list_path = folder / list_name
-    paths = []
-    for line in read_lines(list_path):
-        path = folder / Path(line.replace("\\", "/")).name
-        if not path.is_file():
-            raise DataError(f"{list_path}: lists '{line}', but {path} does not exist")
-        paths.append(path)
-    if not paths:
-        raise DataError(f"{list_path}: lists no files")
-    return paths
 
 
 class ModelNet40(PointCloudDataset):
@@ -47,7 +30,7 @@ class ModelNet40(PointCloudDataset):
         self.class_names = read_lines(names_path)
         if len(self.class_names) != self.num_classes:
             raise DataError(f"{names_path}: {len(self.class_names)} names, expected {self.num_classes}")
-        files = _listed_files(self.folder, "test_files.txt" if split == "test" else "train_files.txt")
+        files = listed_files(self.folder, "test_files.txt" if split == "test" else "train_files.txt")
 
         spec = H5Spec(channels=3, num_points=num_points, shape_labels={"label": self.num_classes})
         chooser = None if split == "test" else stratified_selector(split, val_fraction, split_seed)

@@ -20,25 +20,30 @@ _OFFICIAL = {
 }
 
 
-def candidate_files(root: Path, variant: str, official_split: str) -> list[Path]:
-    """Where the file for (variant, "train"|"test") may be, in order of preference."""
+def candidate_copies(root: Path, variant: str) -> list[dict[str, Path]]:
+    """Where a copy of the variant's {"train": file, "test": file} may be, in order of preference."""
     folder, suffix = _OFFICIAL[variant]
-    stem = "training" if official_split == "train" else "test"
-    name = f"{stem}_objectdataset{suffix}.h5"
     bases = [root / "h5_files", root / "ScanObjectNN" / "h5_files", root / "ScanObjectNN", root]
-    paths = [base / folder / name for base in bases]
+    copies = [{"train": base / folder / f"training_objectdataset{suffix}.h5",
+               "test": base / folder / f"test_objectdataset{suffix}.h5"} for base in bases]
     if variant == "OBJ_BG":  # CrossPoint ships OBJ_BG renamed to main_split/{train,test}.h5
-        paths += [root / "ScanObjectNN" / "main_split" / f"{official_split}.h5",
-                  root / "main_split" / f"{official_split}.h5"]
-    return paths
+        copies += [{split: base / "main_split" / f"{split}.h5" for split in ("train", "test")}
+                   for base in (root / "ScanObjectNN", root)]
+    return copies
 
 
 def find_file(root: Path, variant: str, official_split: str) -> Path:
-    candidates = candidate_files(root, variant, official_split)
-    for path in candidates:
-        if path.is_file():
-            return path
-    looked = ", ".join(str(p.relative_to(root)) for p in candidates)
+    """The split's file from the first copy that holds either split: train and test never come from two copies
+    (two releases may differ), so a copy without this split's file is refused, not completed from another."""
+    copies = candidate_copies(root, variant)
+    for copy in copies:
+        present = [path for path in copy.values() if path.is_file()]
+        if present:
+            if not copy[official_split].is_file():
+                raise DataError(f"{copy[official_split]}: file not found, though {present[0].name} of the same copy "
+                                "is there; train and test are never taken from two copies of ScanObjectNN")
+            return copy[official_split]
+    looked = ", ".join(str(copy[official_split].relative_to(root)) for copy in copies)
     raise DataError(f"{root}: no ScanObjectNN {variant} {official_split} file; looked for {looked}")
 
 

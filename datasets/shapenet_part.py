@@ -6,7 +6,7 @@ import numpy as np
 
 from utils.errors import DataError
 
-from .h5 import H5Spec, H5Table, PointCloudDataset, check_split, dataset_dir, natural_key
+from .h5 import H5Spec, H5Table, PointCloudDataset, check_split, dataset_dir, listed_files
 
 FOLDER = "shapenet_part_seg_hdf5_data"
 
@@ -23,9 +23,10 @@ class ShapeNetPart(PointCloudDataset):
     """ShapeNetPart part segmentation. Items: ``points`` (num_points, 3) float32 (first ``num_points`` of the
     stored 2048), ``category`` int64 scalar 0..15, ``seg`` (num_points,) int64 global part id 0..49.
 
-    ``split`` uses the official files: "train" = ``ply_data_train*.h5``, "val" = ``ply_data_val*.h5`` (the
-    official validation set, used for checkpoint selection), "trainval" = both (14,007 shapes, for the final
-    fit), "test" = ``ply_data_test*.h5``. Each shape's part ids are checked to lie in its category's range.
+    ``split`` uses the official files, those named in ``{train,val,test}_hdf5_file_list.txt`` (only those: a
+    stray ``ply_data_train0_backup.h5`` beside them is not read): "train", "val" (the official validation set,
+    used for checkpoint selection), "trainval" = both (14,007 shapes, for the final fit), "test". Each shape's
+    part ids are checked to lie in its category's range.
     """
 
     num_categories = 16
@@ -39,12 +40,7 @@ class ShapeNetPart(PointCloudDataset):
         self.split = check_split(split)
         self.folder = dataset_dir(root, FOLDER)
         groups = {"train": ["train"], "val": ["val"], "trainval": ["train", "val"], "test": ["test"]}[split]
-        files = []
-        for group in groups:
-            found = sorted(self.folder.glob(f"ply_data_{group}*.h5"), key=natural_key)
-            if not found:
-                raise DataError(f"{self.folder}: no ply_data_{group}*.h5 files")
-            files += found
+        files = [path for group in groups for path in listed_files(self.folder, f"{group}_hdf5_file_list.txt")]
         spec = H5Spec(channels=3, num_points=num_points, shape_labels={"label": self.num_categories},
                       point_labels={"pid": self.num_parts})
         table = H5Table(files, spec)

@@ -45,6 +45,10 @@ MIN_POINTS = 3
 # Squared norms of larger coordinates overflow float32 (max ~3.4e38) when a cloud is normalised.
 MAX_COORDINATE = 1e18
 
+# The release's views are 137 x 137; a PNG of more pixels is refused before it is decoded (a 577 kB PNG of
+# 12000 x 12000 decodes to 576 MB and takes minutes per step). 4096 x 4096 is far above any rendering in use.
+MAX_IMAGE_PIXELS = 4096 * 4096
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # The grayscale copy (ITU-R 601 luma, as rgb_to_grayscale) is normalised with the same luma weighting of the
@@ -93,6 +97,15 @@ def ply_vertex_count(path: Path | str) -> int | None:
     return None
 
 
+def png_size(data: np.ndarray) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk, which the format puts first; (0, 0) when `data` is no PNG (the
+    decoder then says what is wrong)."""
+    header = data[:24].tobytes()
+    if len(header) < 24 or header[:8] != b"\x89PNG\r\n\x1a\n" or header[12:16] != b"IHDR":
+        return 0, 0
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+
+
 def read_png_rgba(path: Path | str) -> torch.Tensor:
     """A PNG decoded to (4, H, W) uint8 RGBA (RGB / gray inputs get an opaque alpha)."""
     path = Path(path)
@@ -102,6 +115,10 @@ def read_png_rgba(path: Path | str) -> torch.Tensor:
         raise DataError(f"{path}: file not found") from None
     except OSError as error:
         raise DataError(f"{path}: cannot read ({oneline(error)})") from error
+    width, height = png_size(data)
+    if width * height > MAX_IMAGE_PIXELS:
+        raise DataError(f"{path}: PNG of {width} x {height} pixels, more than the limit of {MAX_IMAGE_PIXELS} "
+                        "(4096 x 4096) for a rendered view")
     try:
         image = tio.decode_png(torch.from_numpy(data), mode=tio.ImageReadMode.RGB_ALPHA)
     except Exception as error:  # torchvision raises RuntimeError for corrupt / non-PNG bytes

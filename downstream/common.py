@@ -14,6 +14,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from engine.runtime import prepare_fresh_run_dir, refuse_another_run
 from tasks.classification import flatten_scalars
 from utils import distributed
 from utils.cli import Switch, parse_config
@@ -41,13 +42,25 @@ def pct(value: float | None) -> str:
     return "   n/a" if value is None or not math.isfinite(value) else f"{100 * value:6.2f}"
 
 
+def prepare_driver_dirs(cfg: Config, run_dirs: Sequence[Path]) -> None:
+    """For a driver of several runs (one per seed, per 6-fold area) into `cfg.out`: a fresh start checks every
+    run's directory before the first run starts (not after hours, at the seed whose directory holds another
+    run), and with overwrite deletes the driver's own files in `out` (its summary of the replaced runs)."""
+    if cfg.resume is not None:
+        return
+    refuse_another_run([Path(cfg.out), *run_dirs], cfg.overwrite)
+    if distributed.is_main_process():
+        prepare_fresh_run_dir(cfg.out, cfg.overwrite)
+
+
 # ---------------------------------------------------------------------------------- multi-seed runner
 def run_seeds(cfg: Config, run_one: Callable[[Config], Mapping], seeds: list[int] | None) -> Mapping:
     """Run `run_one(cfg)` (which returns the run's test metrics) once, or once per seed.
 
     No seeds or one seed: one plain run into `cfg.out`. Several: run k writes into `<out>/seed_<s>/`, then
     `<out>/summary.json` and `<out>/summary.md` tabulate every scalar test metric as mean +- sample std (n-1)
-    with the per-seed values. `resume=auto` resumes each seed's own run directory.
+    with the per-seed values. `resume=auto` resumes each seed's own run directory. A fresh start refuses, before
+    the first run, when `out` or a seed's directory holds another run (overwrite=true replaces them).
     """
     if not seeds or len(seeds) == 1:
         if seeds:
@@ -57,6 +70,7 @@ def run_seeds(cfg: Config, run_one: Callable[[Config], Mapping], seeds: list[int
         raise ConfigError(f"resume '{cfg.resume}' names one run; with several seeds use resume=auto (each seed "
                           f"continues from <out>/seed_<s>/last.pt)")
     out = Path(cfg.out)
+    prepare_driver_dirs(cfg, [out / f"seed_{seed}" for seed in seeds])
     results = {}
     for number, seed in enumerate(seeds, 1):
         run_cfg = Config(cfg.to_dict())

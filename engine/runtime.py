@@ -1,23 +1,26 @@
-"""Where and how a run executes, apart from the loop: the shared config (RunConfig), the device and process
-group (Runtime), the learning-rate schedule, the optimiser, the per-epoch sampler, and the comparison of two
-configs that a resume checks. engine/trainer.py builds on it.
+"""Where and how a run executes, apart from the loop: the shared config (RunConfig), the run directory a fresh
+run may start in, the device and process group (Runtime), the learning-rate schedule, the optimiser, the
+per-epoch sampler, and the comparison of two configs that a resume checks. engine/trainer.py builds on it.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Iterable, Mapping
 
 import torch
 from torch import nn
 from torch.utils.data import Sampler
 
 from utils import distributed
-from utils.config import (Config, Fraction, NonNegativeFloat, NonNegativeInt, OneOf, Pattern, PositiveFloat,
-                          PositiveInt)
-from utils.errors import ConfigError
+from utils.config import (Config, ConfigKeys, Fraction, NonNegativeFloat, NonNegativeInt, OneOf, Pattern,
+                          PositiveFloat, PositiveInt, covered, flatten)
+from utils.errors import ConfigError, OutputError
+from utils.files import describe_os_error, read_json
 from utils.fast_cuda import enable_fast_cuda
 from utils.seeding import seed_everything
 
@@ -60,33 +63,78 @@ class RunConfig:
     device: DEVICE = "auto"  # auto: CUDA when present, else the CPU
     out: str = "runs/run"  # the run directory: config.yaml, metrics.json, checkpoints, tensorboard/, curves
     resume: str | None = None  # null | auto (<out>/last.pt when it exists) | path/to/last.pt
+    # a run that starts from scratch in an `out` holding another run's files (see prepare_fresh_run_dir) is
+    # refused; overwrite=true (--overwrite) deletes those files first
+    overwrite: bool = False
     # keys (dotted; a section name covers its keys) whose change a resume accepts, e.g. [optim.epochs]; the
     # accepted changes are recorded in metrics.json. ALWAYS_ALLOWED keys never need it.
-    resume_allow: list[str] = field(default_factory=list)
+    resume_allow: Annotated[list[str], ConfigKeys()] = field(default_factory=list)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
 # Keys that say where and how fast a run goes, not what it computes: a resume may change them freely. `device`
 # moves the run to other hardware, whose float rounding differs as on any other machine.
-ALWAYS_ALLOWED = ("out", "resume", "resume_allow", "device", "data.root", "train.num_workers", "train.log_every",
-                  "train.checkpoint_every_steps")
+ALWAYS_ALLOWED = ("out", "resume", "resume_allow", "overwrite", "device", "data.root", "train.num_workers",
+                  "train.log_every", "train.checkpoint_every_steps")
 
 
-def flatten(data: Mapping, prefix: str = "") -> dict[str, Any]:
-    """{'optim': {'lr': 1}} -> {'optim.lr': 1}"""
-    flat = {}
-    for key, value in data.items():
-        if isinstance(value, Mapping) and value:
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+# What the scripts write into a run directory (train.py and the fine-tuning runs through the Trainer, the
+# classification evaluation, the multi-seed and 6-fold drivers' summaries).
+RUN_FILES = ("config.yaml", "metrics.json", "last.pt", "best.pt", "curves.csv", "curves.png", "tensorboard",
+             "tsne_*.png", "summary.json", "summary.md")
 
 
-def covered(key: str, prefixes) -> bool:
-    """Whether dotted `key` is one of `prefixes` or lies inside one of them (a section covers its keys)."""
-    return any(key == prefix or key.startswith(prefix + ".") for prefix in prefixes)
+def run_files(run_dir: str | Path) -> list[Path]:
+    """The files and folders of RUN_FILES in `run_dir`."""
+    run_dir = Path(run_dir)
+    return sorted({path for pattern in RUN_FILES for path in run_dir.glob(pattern)}) if run_dir.is_dir() else []
+
+
+def refuse_another_run(run_dirs: Iterable[str | Path], overwrite: bool) -> None:
+    """ConfigError unless every one of `run_dirs` holds no run's files (or `overwrite` replaces them). Called
+    by the drivers that start several runs, for all of them before the first one starts."""
+    if overwrite:
+        return
+    for run_dir in run_dirs:
+        found = run_files(run_dir)
+        if found:
+            raise ConfigError(f"out={run_dir}: holds another run ({', '.join(p.name for p in found[:4])}"
+                              f"{', ...' if len(found) > 4 else ''}); to continue it use resume=auto, to replace "
+                              "it overwrite=true (--overwrite), or give another out")
+
+
+def prepare_fresh_run_dir(run_dir: str | Path, overwrite: bool, restart: bool = False) -> None:
+    """Make `run_dir` ready for a run that starts from scratch: a fresh run's files are never mixed with another
+    run's (a metrics.json merged into, a random-init baseline kept, curves appended to).
+
+    Another run's files there are refused (ConfigError), or deleted with `overwrite`. `restart`: resume=auto
+    found no last.pt, so what is there was left by a run stopped before its first checkpoint, and is deleted;
+    unless it holds a finished result (best.pt, or a test score in metrics.json) that no checkpoint would give
+    back, which is refused as well.
+    """
+    run_dir = Path(run_dir)
+    found = run_files(run_dir)
+    if not found:
+        return
+    if not overwrite:
+        if not restart:
+            refuse_another_run([run_dir], overwrite)
+        finished = (run_dir / "best.pt").exists() or "test" in read_json(run_dir / "metrics.json")
+        if finished:
+            raise ConfigError(f"out={run_dir}: holds a finished run ({', '.join(p.name for p in found[:4])}"
+                              f"{', ...' if len(found) > 4 else ''}) that this run cannot resume; to replace it use "
+                              "overwrite=true (--overwrite), or give another out")
+        print(f"note: {run_dir} holds no last.pt: this run starts from scratch and replaces what an earlier run "
+              f"left there ({', '.join(p.name for p in found)})", file=sys.stderr)
+    for path in found:
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError as error:
+            raise OutputError(f"{path}: cannot remove it to start afresh ({describe_os_error(error)})") from None
 
 
 def config_changes(old: Mapping, new: Mapping) -> list[tuple[str, Any, Any]]:
@@ -94,6 +142,11 @@ def config_changes(old: Mapping, new: Mapping) -> list[tuple[str, Any, Any]]:
     before, after = flatten(old), flatten(new)
     return [(key, before.get(key), after.get(key)) for key in sorted(set(before) | set(after))
             if before.get(key) != after.get(key)]
+
+
+def run_changes(old: Mapping, new: Mapping) -> list[tuple[str, Any, Any]]:
+    """The changes between two resolved configs that make them different runs: those outside ALWAYS_ALLOWED."""
+    return [change for change in config_changes(old, new) if not covered(change[0], ALWAYS_ALLOWED)]
 
 
 @dataclass

@@ -13,11 +13,15 @@ It knows nothing of point clouds. It is handed
 and it does the rest: device and torchrun/DDP set-up, AMP, the cosine schedule stepped per iteration, tqdm,
 TensorBoard, metrics.json, atomic checkpoints with every generator's state, resume, and a NaN/Inf guard.
 
-Stopping and resuming
+Starting, stopping and resuming
+- A run that starts from scratch does not mix with another run's files in its directory: it is refused, or
+  replaces them with overwrite=true (engine.runtime.prepare_fresh_run_dir).
 - SIGINT / SIGTERM: the current step finishes, last.pt is saved, and the run stops with one line saying how to
-  continue (`resume=auto`), exit status 130 / 143. A signal during validation or the test stops at once and
-  keeps the last.pt saved before; a signal during a save lets the save finish (a second one aborts it, and the
-  temporary file is removed).
+  continue (`resume=auto`), exit status 130 / 143. DataLoader workers ignore both (utils.signals.WorkerLoader),
+  so a signal sent to the whole process group stops the run the same way; a worker that died anyway is noticed
+  when the next batch is fetched, between steps. An epoch is saved before its validation: a signal during
+  validation or the test stops at once and keeps that last.pt (its validation runs again on resume); a signal
+  during a save lets the save finish (a second one aborts it, and the temporary file is removed).
 - A resume must not change the run: the checkpoint's config is compared with this one, and a difference in any
   key outside ALWAYS_ALLOWED is refused, unless the key is listed in `resume_allow` (then it is recorded in
   metrics.json as `resume_changes`). Nothing in the run directory is written before that check passes.
@@ -36,17 +40,17 @@ from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from engine.runtime import (ALWAYS_ALLOWED, EpochSampler, Runtime, build_optimizer, config_changes, cosine_lr,
-                            covered, flatten, move_to_device, unwrap)
+from engine.runtime import (EpochSampler, Runtime, build_optimizer, cosine_lr, move_to_device, prepare_fresh_run_dir,
+                            run_changes, unwrap)
 from utils import distributed
 from utils.checkpoint import atomic_save, load_checkpoint_file
-from utils.config import Config, save_config
+from utils.config import Config, covered, save_config
 from utils.errors import CheckpointError, ConfigError, Interrupted, UserError
-from utils.files import atomic_write, make_folder, remove_stale_temporaries, update_json
-from utils.signals import StopSignals, signal_name
+from utils.files import atomic_write, make_folder, read_json, remove_stale_temporaries, update_json
+from utils.signals import StopSignals, WorkerLoader, is_worker_death, signal_name, worker_deaths_at_fetch
 from utils.seeding import rng_states, set_rng_states
 
 LAST_CHECKPOINT = "last.pt"
@@ -55,6 +59,10 @@ BEST_CHECKPOINT = "best.pt"
 
 class TrainingDiverged(UserError):
     """The loss became NaN or Inf. The last good checkpoint is left as it was; the script exits non-zero."""
+
+
+class WorkerDied(UserError):
+    """A DataLoader worker died without a stop being asked for (killed from outside: the OOM killer, say)."""
 
 
 @dataclass
@@ -79,6 +87,7 @@ class _State:
     best_value: float | None = None
     best_epoch: int | None = None
     history: list = field(default_factory=list)
+    unvalidated: dict | None = None  # the record of the epoch just trained, saved before its validation
     resume_changes: list = field(default_factory=list)  # [{step, key, old, new}] accepted by resume_allow
 
 
@@ -110,6 +119,10 @@ class Trainer:
         self._resume_path, self._resume_from = self._read_resume()
         if runtime.is_main:  # an output path under a regular file fails here, before any work
             make_folder(self.run_dir)
+            if not self._continues_own_run():
+                prepare_fresh_run_dir(self.run_dir, cfg.overwrite, restart=cfg.resume == "auto")
+            else:  # read at the end of the first epoch: a corrupted one is refused now, not after it
+                read_json(self.run_dir / "metrics.json")
 
         module = module.to(runtime.device)
         self._stop_group = None
@@ -159,6 +172,7 @@ class Trainer:
             "best_value": self.state.best_value,
             "best_epoch": self.state.best_epoch,
             "history": self.state.history,
+            "unvalidated": self.state.unvalidated,
             "resume_changes": self.state.resume_changes,
             "world_size": self.runtime.world_size,
             "config": self.cfg.to_dict(),
@@ -188,18 +202,19 @@ class Trainer:
                               f"{checkpoint['epoch']} epochs")
         return path, checkpoint
 
+    def _continues_own_run(self) -> bool:
+        """Whether this run resumes the last.pt in its own directory (else it starts there afresh, from scratch
+        or from another directory's checkpoint)."""
+        own = self.run_dir / LAST_CHECKPOINT
+        return self._resume_path is not None and own.exists() and self._resume_path.resolve() == own.resolve()
+
     def _check_config(self, path: Path, checkpoint: Mapping) -> None:
         """Refuse a resume that would change the run, unless the change is allowed (see the module docstring)."""
         if "config" not in checkpoint:
             return
-        allowed = list(self.cfg.get("resume_allow", []))
+        allowed = list(self.cfg.get("resume_allow", []))  # its keys were checked when the config loaded
         current = self.cfg.to_dict()
-        keys = flatten(current)
-        unknown = [key for key in allowed if not any(covered(k, [key]) for k in keys)]
-        if unknown:
-            raise ConfigError(f"resume_allow: unknown key '{unknown[0]}'")
-        changes = [change for change in config_changes(checkpoint["config"], current)
-                   if not covered(change[0], ALWAYS_ALLOWED)]
+        changes = run_changes(checkpoint["config"], current)
         refused = [key for key, _, _ in changes if not covered(key, allowed)]
         if refused:
             shown = ", ".join(f"{key} ({before!r} -> {after!r})" for key, before, after in changes
@@ -240,6 +255,7 @@ class Trainer:
         self.state = _State(checkpoint["epoch"], checkpoint["step"], checkpoint.get("epoch_step", 0),
                             dict(checkpoint.get("epoch_sums", {})), checkpoint.get("best_value"),
                             checkpoint.get("best_epoch"), list(checkpoint.get("history", [])),
+                            checkpoint.get("unvalidated"),
                             list(checkpoint.get("resume_changes", [])) + self._accepted_changes)
         if self.runtime.is_main:
             print(f"resumed from {path}: epoch {self.state.epoch}, step {self.state.step}", file=sys.stderr)
@@ -296,15 +312,15 @@ class Trainer:
         })
 
     # ---------------------------------------------------------------- the loop
-    def _loader(self, epoch: int) -> DataLoader:
+    def _loader(self, epoch: int) -> WorkerLoader:
         cuda = self.runtime.device.type == "cuda"
         # Its own generator: creating the iterator then leaves the global RNG alone, so a run resumed
         # mid-epoch draws the same dropout masks as the uninterrupted one.
         generator = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + epoch) * 1_009 + self.runtime.rank)
-        return DataLoader(self.train_set, batch_size=self.cfg.optim.batch_size, sampler=self.sampler,
-                          num_workers=self.cfg.train.num_workers, pin_memory=cuda, drop_last=True,
-                          collate_fn=self.collate_fn, generator=generator,
-                          persistent_workers=False)  # workers re-fork each epoch and see set_epoch
+        return WorkerLoader(self.train_set, batch_size=self.cfg.optim.batch_size, sampler=self.sampler,
+                            num_workers=self.cfg.train.num_workers, pin_memory=cuda, drop_last=True,
+                            collate_fn=self.collate_fn, generator=generator,
+                            persistent_workers=False)  # workers re-fork each epoch and see set_epoch
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         cfg, runtime = self.cfg, self.runtime
@@ -321,58 +337,81 @@ class Trainer:
                         disable=not runtime.is_main, mininterval=1.0 if sys.stderr.isatty() else 30.0,
                         dynamic_ncols=True)
         save_every = cfg.train.checkpoint_every_steps
-        for batch in self._loader(epoch):
-            if self.state.epoch_step >= self.steps_per_epoch:
-                break
-            lr = cosine_lr(self.state.step, self.total_steps, cfg.optim.lr, cfg.optim.min_lr,
-                           cfg.optim.warmup_epochs * self.steps_per_epoch)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            batch = move_to_device(batch, runtime.device)
-            with torch.autocast(runtime.device.type, dtype=runtime.amp_dtype or torch.float32,
-                                enabled=runtime.amp_dtype is not None):
-                outputs = self.forward(batch)
-            loss = outputs["loss"]
-            # Checked without a host sync per step: a non-finite loss is remembered on the device and the
-            # run stops at the next log point, before anything is saved.
-            finite = torch.isfinite(loss.detach())
-            first_bad_step = torch.where(~finite & (first_bad_step < 0), device_step, first_bad_step)
-            device_step += 1
-            self.optimizer.zero_grad(set_to_none=True)
-            if hasattr(self.task, "backward_step"):
-                self.task.backward_step(outputs, self._backward)
-            else:
-                self._backward(loss)
-            if cfg.train.grad_clip > 0:
-                self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.module.parameters(), cfg.train.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.state.step += 1
-            self.state.epoch_step += 1
-            window_steps += 1
-            for key, value in outputs.items():
-                value = value.detach().float()
-                sums[key] = sums.get(key, 0.0) + value
-                window[key] = window.get(key, 0.0) + value
-            progress.update(1)
-            last_in_epoch = self.state.epoch_step >= self.steps_per_epoch
-            if window_steps == cfg.train.log_every or last_in_epoch:
-                self._check_finite(first_bad_step)
-                self._log_window(epoch, window, window_steps, time.perf_counter() - window_start, lr, progress)
-                window, window_steps, window_start = {}, 0, time.perf_counter()
-            if save_every > 0 and self.state.step % save_every == 0 and not last_in_epoch:
-                self._check_finite(first_bad_step)
-                self.save(LAST_CHECKPOINT)
-            signum = self._stop_agreed()
-            if signum:
-                progress.close()
-                self._check_finite(first_bad_step)
-                self.save(LAST_CHECKPOINT)
-                raise self._interrupted(signum, f"after step {self.state.step} (epoch {epoch + 1})")
-        progress.close()
+        batches = iter(self._loader(epoch))
+        with worker_deaths_at_fetch(), contextlib.closing(progress):
+            while self.state.epoch_step < self.steps_per_epoch:
+                batch = self._next_batch(batches, epoch, first_bad_step)
+                if batch is None:
+                    break
+                lr = cosine_lr(self.state.step, self.total_steps, cfg.optim.lr, cfg.optim.min_lr,
+                               cfg.optim.warmup_epochs * self.steps_per_epoch)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                batch = move_to_device(batch, runtime.device)
+                with torch.autocast(runtime.device.type, dtype=runtime.amp_dtype or torch.float32,
+                                    enabled=runtime.amp_dtype is not None):
+                    outputs = self.forward(batch)
+                loss = outputs["loss"]
+                # Checked without a host sync per step: a non-finite loss is remembered on the device and the
+                # run stops at the next log point, before anything is saved.
+                finite = torch.isfinite(loss.detach())
+                first_bad_step = torch.where(~finite & (first_bad_step < 0), device_step, first_bad_step)
+                device_step += 1
+                self.optimizer.zero_grad(set_to_none=True)
+                if hasattr(self.task, "backward_step"):
+                    self.task.backward_step(outputs, self._backward)
+                else:
+                    self._backward(loss)
+                if cfg.train.grad_clip > 0:
+                    self.scaler.unscale_(self.optimizer)
+                    nn.utils.clip_grad_norm_(self.module.parameters(), cfg.train.grad_clip)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.state.step += 1
+                self.state.epoch_step += 1
+                window_steps += 1
+                for key, value in outputs.items():
+                    value = value.detach().float()
+                    sums[key] = sums.get(key, 0.0) + value
+                    window[key] = window.get(key, 0.0) + value
+                progress.update(1)
+                last_in_epoch = self.state.epoch_step >= self.steps_per_epoch
+                if window_steps == cfg.train.log_every or last_in_epoch:
+                    self._check_finite(first_bad_step)
+                    self._log_window(epoch, window, window_steps, time.perf_counter() - window_start, lr, progress)
+                    window, window_steps, window_start = {}, 0, time.perf_counter()
+                if save_every > 0 and self.state.step % save_every == 0 and not last_in_epoch:
+                    self._check_finite(first_bad_step)
+                    self.save(LAST_CHECKPOINT)
+                signum = self._stop_agreed()
+                if signum:
+                    progress.close()
+                    self._check_finite(first_bad_step)
+                    self.save(LAST_CHECKPOINT)
+                    raise self._interrupted(signum, f"after step {self.state.step} (epoch {epoch + 1})")
         self._check_finite(first_bad_step)
         return self._epoch_means(sums)
+
+    def _next_batch(self, batches, epoch: int, first_bad_step: torch.Tensor):
+        """The next batch, None at the end of the loader. A worker that died (workers ignore SIGINT/SIGTERM, but
+        not a SIGKILL or the OOM killer) is reported here, between steps: when a stop was asked for too, the run
+        stops as after any step, with last.pt saved; else it ends with one line saying what is kept."""
+        try:
+            return next(batches)
+        except StopIteration:
+            return None
+        except RuntimeError as error:
+            if not is_worker_death(error):
+                raise
+            cause = str(error).strip().rstrip(".")
+            # Under torchrun the other ranks wait in the next collective, not at a stop check: no save there.
+            if self.stop is not None and self.stop.requested and self.runtime.world_size == 1:
+                self._check_finite(first_bad_step)
+                self.save(LAST_CHECKPOINT)
+                raise self._interrupted(self.stop.signum, f"after step {self.state.step} (epoch {epoch + 1}; "
+                                                          f"{cause})") from None
+            raise WorkerDied(f"{cause}: killed from outside this run (out of memory? try fewer "
+                             f"train.num_workers); {self._kept()}") from None
 
     def _epoch_means(self, sums: Mapping[str, torch.Tensor]) -> dict[str, float]:
         """The epoch's means of the logged values, read on the host once, at the end of the epoch."""
@@ -415,12 +454,14 @@ class Trainer:
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX, group=self._stop_group)
         return int(flag.item())
 
+    def _kept(self) -> str:
+        if self._saved_step is None:
+            return "no checkpoint of this run was saved yet"
+        return f"{self.run_dir / LAST_CHECKPOINT} holds step {self._saved_step}"
+
     def _interrupted(self, signum: int, when: str) -> Interrupted:
-        last = self.run_dir / LAST_CHECKPOINT
-        kept = f"{last} holds step {self._saved_step}" if self._saved_step is not None else \
-            "no checkpoint of this run was saved yet"
-        return Interrupted(f"interrupted by {signal_name(signum)} {when}; {kept}. To continue, run the same "
-                           f"command with resume=auto (out={self.run_dir})", signum)
+        return Interrupted(f"interrupted by {signal_name(signum)} {when}; {self._kept()}. To continue, run the "
+                           f"same command with resume=auto (out={self.run_dir})", signum)
 
     @contextlib.contextmanager
     def _interruptible(self, what: str):
@@ -474,15 +515,15 @@ class Trainer:
             self._resume_from = None
         if runtime.is_main:
             save_config(cfg, self.run_dir / "config.yaml")
-            # A run restarted from scratch drops the rows its killed predecessor logged, a resumed one those
-            # logged past its checkpoint.
-            self._truncate_curves(self.state.step)
+            self._truncate_curves(self.state.step)  # a resumed run drops the rows logged past its checkpoint
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.state.step)
             print(f"run directory: {self.run_dir} ({self.steps_per_epoch} steps per epoch, "
                   f"{cfg.optim.epochs} epochs, device {runtime.device}, world size {runtime.world_size})",
                   file=sys.stderr)
+        if self.state.unvalidated is not None:  # stopped after its last epoch was saved, before the validation
+            self._end_epoch(self.state.unvalidated, validating=True)
         for epoch in range(self.state.epoch, cfg.optim.epochs):
             started = time.perf_counter()
             train_metrics = self._train_epoch(epoch)
@@ -492,27 +533,17 @@ class Trainer:
             self.state.epoch, self.state.epoch_step, self.state.epoch_sums = epoch + 1, 0, {}
             record = {"epoch": epoch + 1, "step": self.state.step, "train": train_metrics,
                       "seconds": round(time.perf_counter() - started, 3)}
-            is_last = epoch + 1 == cfg.optim.epochs
-            if (epoch + 1) % cfg.train.eval_every == 0 or is_last:
-                val_metrics = self._validate()
-                record["val"] = val_metrics
-                self._log_scalars("val", val_metrics, self.state.step)
-                selected = self.evaluation.select_metric
-                if selected is not None and selected in val_metrics:
-                    value = val_metrics[selected]
-                    if self.state.best_value is None or value > self.state.best_value:
-                        self.state.best_value, self.state.best_epoch = value, epoch + 1
-                        record["best"] = True
-                        self.save(BEST_CHECKPOINT)
-            self.state.history.append(record)
-            self.save(LAST_CHECKPOINT)
-            self._write_metrics()
-            if runtime.is_main:
-                shown = ", ".join(f"{k}={v:.4f}" for k, v in {**train_metrics, **record.get("val", {})}.items())
-                print(f"epoch {epoch + 1}/{cfg.optim.epochs}: {shown}", file=sys.stderr)
-            signum = self._stop_agreed()
-            if signum:
-                raise self._interrupted(signum, f"after epoch {epoch + 1}")
+            validating = (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.optim.epochs
+            if validating and self.evaluation.validate is not None:
+                # Saved first: a validation can take minutes, and a signal or a crash there would otherwise
+                # discard the epoch just trained.
+                self.state.unvalidated = record
+                self.save(LAST_CHECKPOINT)
+                signum = self._stop_agreed()
+                if signum:
+                    raise self._interrupted(signum, f"after epoch {epoch + 1} (its validation runs when the run "
+                                                    "resumes)")
+            self._end_epoch(record, validating)
         test_metrics = self._test()
         self._write_metrics({"test": test_metrics} if test_metrics else None)
         if runtime.is_main:
@@ -520,6 +551,30 @@ class Trainer:
             plot_curves(self.run_dir / "curves.csv", self.run_dir / "curves.png")
         return {"best_epoch": self.state.best_epoch, "best_value": self.state.best_value,
                 "test": test_metrics, "history": self.state.history}
+
+    def _end_epoch(self, record: dict, validating: bool) -> None:
+        """Validate the epoch of `record` (when `validating`), keep best.pt, save last.pt and metrics.json."""
+        if validating:
+            val_metrics = self._validate()
+            record["val"] = val_metrics
+            self._log_scalars("val", val_metrics, self.state.step)
+            selected = self.evaluation.select_metric
+            if selected is not None and selected in val_metrics:
+                value = val_metrics[selected]
+                if self.state.best_value is None or value > self.state.best_value:
+                    self.state.best_value, self.state.best_epoch = value, record["epoch"]
+                    record["best"] = True
+                    self.save(BEST_CHECKPOINT)
+        self.state.unvalidated = None
+        self.state.history.append(record)
+        self.save(LAST_CHECKPOINT)
+        self._write_metrics()
+        if self.runtime.is_main:
+            shown = ", ".join(f"{k}={v:.4f}" for k, v in {**record["train"], **record.get("val", {})}.items())
+            print(f"epoch {record['epoch']}/{self.cfg.optim.epochs}: {shown}", file=sys.stderr)
+        signum = self._stop_agreed()
+        if signum:
+            raise self._interrupted(signum, f"after epoch {record['epoch']}")
 
     def _test(self) -> dict[str, float]:
         """Once, at the end, on the weights of the best validation epoch (the last epoch without validation)."""

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-from torch.utils.data import DataLoader
 
 from datasets import ModelNet40, ScanObjectNN
 from engine.evaluate import (calibrated_batchnorm, calibration_subset, extract_features, few_shot_accuracy,
@@ -26,6 +25,7 @@ from engine.runtime import RunConfig
 from models.build import BACKBONES
 from tasks.folder_data import FolderData, build_folder_dataset, folder_title
 from utils.config import Config, Length, OneOf, Pattern, PositiveFloat, PositiveInt, Range, choose
+from utils.signals import WorkerLoader
 
 DATASETS = ("modelnet40", "scanobjectnn", "folder")
 
@@ -140,11 +140,11 @@ def evaluate_dataset(name: str, encoder, cfg: Config, runtime, run_dir: Path, wr
     workers = cfg.train.num_workers if runtime.device.type == "cuda" else 0
     for split in ("trainval", "test"):
         dataset = build_dataset(cfg, name, split)
-        loader = DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=False, num_workers=workers,
-                            pin_memory=runtime.device.type == "cuda")
+        loader = WorkerLoader(dataset, batch_size=cfg.data.batch_size, shuffle=False, num_workers=workers,
+                              pin_memory=runtime.device.type == "cuda")
         if split == "trainval" and cfg.calibrate_batchnorm:
             subset = calibration_subset(dataset, cfg.calibration_shapes, cfg.seed)
-            encoder = calibrated_batchnorm(encoder, DataLoader(subset, batch_size=16, num_workers=workers),
+            encoder = calibrated_batchnorm(encoder, WorkerLoader(subset, batch_size=16, num_workers=workers),
                                            runtime.device, desc=f"{title} BatchNorm calibration ({len(subset)} shapes)")
         features[split] = extract_features(encoder, loader, runtime.device, runtime.amp_dtype,
                                            desc=f"{title} {split} features")

@@ -27,6 +27,7 @@ from tasks.encoders import load_encoder_weights, report_dict
 from tasks.segmentation_metrics import SemSegMeter, part_seg_miou, restrict_to_category
 from utils.config import OneOf, PositiveInt, Range, choose
 from utils.files import write_json
+from utils.signals import WorkerLoader
 
 # ------------------------------------------------------------------------------------------------ configs
 LabelSmoothing = Annotated[float, Range(ge=0, lt=0.5)]
@@ -115,8 +116,8 @@ def predict(module: PointSegmentation, loader: DataLoader, runtime: Runtime, des
 
 def eval_loader(dataset, cfg) -> DataLoader:
     """In order, no augmentation, every sample (no drop_last)."""
-    return DataLoader(dataset, batch_size=cfg.optim.batch_size, shuffle=False, num_workers=cfg.train.num_workers,
-                      pin_memory=cfg.device != "cpu" and torch.cuda.is_available())
+    return WorkerLoader(dataset, batch_size=cfg.optim.batch_size, shuffle=False,
+                        num_workers=cfg.train.num_workers, pin_memory=cfg.device != "cpu" and torch.cuda.is_available())
 
 
 def initial_weights(cfg, model: nn.Module, runtime: Runtime) -> LoadReport | None:

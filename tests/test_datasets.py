@@ -236,6 +236,18 @@ def test_shapenet_part(synthetic_root):
         assert 0 <= cat < 16 and set(item["seg"].tolist()) <= set(ShapeNetPart.part_ranges[cat])
 
 
+def test_shapenet_part_reads_only_the_listed_files(synthetic_root, tmp_path):
+    folder = tmp_path / "shapenet_part_seg_hdf5_data"
+    shutil.copytree(synthetic_root / "shapenet_part_seg_hdf5_data", folder)
+    shutil.copy(folder / "ply_data_train0.h5", folder / "ply_data_train0_backup.h5")  # a stray copy beside them
+    (folder / "ply_data_test9.h5").write_text("not even an h5 file")
+    for split in ("train", "test"):
+        assert len(ShapeNetPart(tmp_path, split=split)) == len(ShapeNetPart(synthetic_root, split=split))
+    (folder / "val_hdf5_file_list.txt").unlink()
+    assert "val_hdf5_file_list.txt: file not found" in assert_data_error(folder, lambda: ShapeNetPart(tmp_path,
+                                                                                                      split="val"))
+
+
 # --------------------------------------------------------------------------------------------------- S3DIS
 
 

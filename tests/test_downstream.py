@@ -27,7 +27,7 @@ from engine import evaluate
 from tasks import classification as classification_task
 from tasks.classification import ClassificationConfig
 from tasks.segmentation import PartSegConfig, PointSegmentation, SemSegConfig, sem_seg_result
-from utils.config import load_config
+from utils.config import load_config, read_yaml
 from tasks.segmentation_metrics import SemSegMeter
 from losses.ntxent import nt_xent
 from models.common import point_projection_head
@@ -377,6 +377,31 @@ def test_multi_seed_runner_reports_mean_and_sample_std(synthetic_root, tmp_path)
     assert json.loads((out / "summary.json").read_text())["metrics"]["modelnet40/svm_acc"]["n"] == 2
     table = (out / "summary.md").read_text()
     assert "| modelnet40/svm_acc |" in table and "+-" in table and "seed 1" in table and "n-1" in table
+
+
+def test_a_fresh_multi_seed_run_refuses_another_and_replaces_it_only_with_overwrite(synthetic_root, tmp_path,
+                                                                                     capsys):
+    """Checked before the first seed runs: a seed's directory holding a run refuses the whole command, with
+    nothing changed; --overwrite replaces the summary and every seed's run."""
+    from tests.test_errors import file_hashes
+
+    out = tmp_path / "seeds"
+    args = ["--random-init", "--data-root", str(synthetic_root), "--out", str(out), "--seeds", "0", "1", *CLS,
+            "data.datasets=[modelnet40]", "fewshot.settings=[]", "tsne=false"]
+    classification.main(args)
+    before = file_hashes(out)
+    for name in ("summary.json", "summary.md"):  # the first seed's directory alone must refuse it
+        (out / name).rename(tmp_path / name)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as refused:
+        classification.main([*args, "model.emb_dims=32"])
+    assert refused.value.code == 2 and f"error: out={out / 'seed_0'}: holds another run" in one_line_error(capsys)
+    for name in ("summary.json", "summary.md"):
+        (tmp_path / name).rename(out / name)
+    assert file_hashes(out) == before
+    summary = classification.main([*args, "model.emb_dims=32", "--overwrite"])
+    assert summary == json.loads((out / "summary.json").read_text())
+    assert all(read_yaml(out / f"seed_{s}" / "config.yaml")["model"]["emb_dims"] == 32 for s in (0, 1))
 
 
 @pytest.mark.parametrize("demo,schema", [("demo_classification", ClassificationConfig),

@@ -3,6 +3,8 @@
 One table of cases through the real entry points: train.py, the three downstream scripts and
 data/make_synthetic.py. Each case asserts a non-zero exit status, exactly one `error:` line that names the key
 or file and the cause, no traceback, and, where a run directory existed before, that none of its files changed.
+Files that declare a huge size are also run in a real process under an address-space limit
+(test_a_file_declaring_a_huge_size_stays_within_a_memory_bound).
 
 Most cases run in-process through the script's `main(argv)`: the same code path as a real run minus the
 interpreter start (two seconds each on two cores, which 100 cases cannot afford). The cases that need a real
@@ -19,8 +21,10 @@ import hashlib
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -115,8 +119,11 @@ def config_cases() -> list[Case]:
         ("resume_allow=optim.lr", "'resume_allow' must be a list"),
         ("model.gray_branch=false", "loss.cross_modal=stacked needs model.gray_branch=true"),
         ("optim.batch_size=1000", "optim.batch_size 1000 is larger than the"),
+        ("resume_allow=[optim.nope]", "resume_allow: unknown key 'optim.nope'"),  # checked on a fresh run too
+        ("optim={lr: 0.1, lr: 0.2}", "key 'lr' appears twice"),
     ]
-    cases = [Case(f"train:{o}", "train", [o], (m,)) for o, m in pretrain]
+    # braces doubled: the arguments are str.format templates
+    cases = [Case(f"train:{o}", "train", [o.replace("{", "{{").replace("}", "}}")], (m,)) for o, m in pretrain]
     if not torch.cuda.is_available():
         cases.append(Case("train:device=cuda", "train", ["device=cuda"], ("CUDA is not available",)))
     classification = [
@@ -152,6 +159,11 @@ def config_cases() -> list[Case]:
              setup=lambda ctx, mp: _write(ctx, "loop_yaml", "loop.yaml", "base: loop.yaml\n")),
         Case("cls:--config typo", "cls", ["--config", "{typo_yaml}"], ("typo.yaml: unknown key 'svm.cc'",),
              setup=lambda ctx, mp: _write(ctx, "typo_yaml", "typo.yaml", "svm:\n  cc: 1\n")),
+        Case("train:--config with a key twice", "train", ["--config", "{twice_yaml}"],
+             ("twice.yaml: key 'lr' appears twice (again at line 3)",),
+             setup=lambda ctx, mp: _write(ctx, "twice_yaml", "twice.yaml", "optim:\n  lr: 0.1\n  lr: 0.01\n")),
+        Case("train:--config not UTF-8", "train", ["--config", "{latin1_yaml}"], ("latin1.yaml: not UTF-8 text",),
+             setup=lambda ctx, mp: _write(ctx, "latin1_yaml", "latin1.yaml", "# d\u00e9mo\n", "latin-1")),
     ]
     partseg = [
         ("model.k=100", "model.k=100 needs at least that many points"),
@@ -179,9 +191,9 @@ def config_cases() -> list[Case]:
     return cases
 
 
-def _write(ctx, key, name, text):
+def _write(ctx, key, name, text, encoding="utf-8"):
     path = ctx["tmp"] / name
-    path.write_text(text)
+    path.write_text(text, encoding=encoding)
     ctx[key] = str(path)
 
 
@@ -230,8 +242,71 @@ def _drop_label(file):
     del file["label"]
 
 
+def write_png(path, width, height):
+    """A valid black RGB PNG of any size, a few kB per million pixels: the rows are compressed as they are made."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor = zlib.compressobj(1)
+    row = bytes(1 + 3 * width)  # filter byte 0, then the pixels
+    pixels = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+
+
+def write_h5_declaring(path, samples, points=2048):
+    """A ModelNet40-style file of under 2 kB that declares `samples` shapes (chunks never written: fill values)."""
+    with h5py.File(path, "w") as file:
+        file.create_dataset("data", shape=(samples, points, 3), dtype="f4", chunks=(1, points, 3), compression="gzip")
+        file.create_dataset("label", shape=(samples, 1), dtype="u1", chunks=(min(samples, 65536), 1),
+                            compression="gzip")
+
+
+def _huge_pngs(ctx, width=12000, height=12000):
+    """Every rendered view replaced by one valid PNG of width x height pixels (hard links: one file on disk)."""
+    root = _copy_root(ctx, "ShapeNetRendering")
+    big = ctx["tmp"] / "big.png"
+    write_png(big, width, height)
+    for path in (root / "ShapeNetRendering").rglob("*.png"):
+        path.unlink()
+        os.link(big, path)
+    return root
+
+
+def _huge_modelnet40_file(ctx, samples=2_000_000):
+    root = _copy_root(ctx, "modelnet40_ply_hdf5_2048")
+    write_h5_declaring(root / "modelnet40_ply_hdf5_2048" / "ply_data_train0.h5", samples)
+    return root
+
+
+def _scanobjectnn_copy_without_test(ctx):
+    """The official copy (h5_files/) lacks its test file; CrossPoint's copy (ScanObjectNN/main_split) has one."""
+    root = _copy_root(ctx, "h5_files")
+    (root / "h5_files" / "main_split" / "test_objectdataset.h5").unlink()
+    assert (root / "ScanObjectNN" / "main_split" / "test.h5").is_file()
+
+
+def _part_list_naming_a_missing_file(ctx):
+    root = _copy_root(ctx, "shapenet_part_seg_hdf5_data")
+    listing = root / "shapenet_part_seg_hdf5_data" / "train_hdf5_file_list.txt"
+    listing.write_text(listing.read_text() + "\nply_data_train9.h5\n")
+
+
 def data_cases() -> list[Case]:
     return [
+        Case("train:rendered views of 12000 x 12000 pixels", "train", [],
+             (".png: PNG of 12000 x 12000 pixels, more than the limit of 16777216",),
+             setup=lambda ctx, mp: _huge_pngs(ctx)),
+        Case("cls:ModelNet40 file declaring 2 million shapes", "cls", ["--random-init", "data.datasets=[modelnet40]"],
+             ("ply_data_train0.h5: 'data' declares 2000000 samples, more than the limit of 100000",),
+             setup=lambda ctx, mp: _huge_modelnet40_file(ctx)),
+        Case("cls:ScanObjectNN test file missing from its copy", "cls",
+             ["--random-init", "data.datasets=[scanobjectnn]"],
+             ("h5_files/main_split/test_objectdataset.h5: file not found", "never taken from two copies"),
+             setup=lambda ctx, mp: _scanobjectnn_copy_without_test(ctx)),
+        Case("partseg:ShapeNetPart list naming a missing file", "partseg", [],
+             ("train_hdf5_file_list.txt: lists 'ply_data_train9.h5', but", "does not exist"),
+             setup=lambda ctx, mp: _part_list_naming_a_missing_file(ctx)),
         Case("train:no data root", "train", ["--data-root", "{tmp}/nowhere"], ("nowhere",)),
         Case("cls:no data root", "cls", ["--random-init", "--data-root", "{tmp}/nowhere"], ("nowhere",)),
         Case("partseg:no data root", "partseg", ["--data-root", "{tmp}/nowhere"], ("nowhere",)),
@@ -315,6 +390,48 @@ def resume_cases() -> list[Case]:
              ("gone/last.pt: no such file",), prior=True),
         Case("partseg:seeds with resume=path", "partseg", ["--seeds", "0", "1", "--resume", "{prior}/last.pt"],
              ("names one run; with several seeds use resume=auto",), prior=True),
+    ]
+    return cases
+
+
+# ------------------------------------------------------------------------------------- run directories
+ANOTHER_RUN = ("holds another run (", "to continue it use resume=auto, to replace it overwrite=true (--overwrite)")
+
+
+def _copy_of_prior(ctx, change=None):
+    """A copy of the finished run as `{out}` (its files must not change either), `change(folder)` applied."""
+    out = ctx["tmp"] / "copy"
+    shutil.copytree(ctx["prior"], out)
+    if change is not None:
+        change(out)
+    ctx["out"] = str(out)
+
+
+def _checkpoint_elsewhere(ctx):
+    (ctx["tmp"] / "elsewhere").mkdir()
+    shutil.copy(Path(ctx["prior"]) / "last.pt", ctx["tmp"] / "elsewhere" / "last.pt")
+
+
+def run_dir_cases() -> list[Case]:
+    cases = [Case(f"{script}:fresh run into another run's folder", script,
+                  ["--random-init"] if script == "cls" else [], ANOTHER_RUN, prior=True) for script in SCRIPTS]
+    cases += [
+        Case("partseg:--seeds into another run's folder", "partseg", ["--seeds", "0", "1"], ANOTHER_RUN, prior=True),
+        Case("semseg:--six-fold into another run's folder", "semseg", ["--six-fold"], ANOTHER_RUN, prior=True),
+        Case("partseg:resume from elsewhere into another run's folder", "partseg",
+             ["--resume", "{tmp}/elsewhere/last.pt"], ANOTHER_RUN, prior=True,
+             setup=lambda ctx, mp: _checkpoint_elsewhere(ctx)),
+        Case("cls:resume=auto on a finished run of another kind", "cls", ["--random-init", "--resume", "auto"],
+             ("holds a finished run (", "that this run cannot resume", "overwrite=true"), prior=True),
+        Case("partseg:resume with a corrupted metrics.json", "partseg", ["--resume", "auto"],
+             ("copy/metrics.json: not valid JSON (Expecting value at line 1 column 1)",),
+             setup=lambda ctx, mp: _copy_of_prior(ctx, lambda out: (out / "metrics.json").write_text("{oops"[1:]))),
+        Case("partseg:resume with a metrics.json of another encoding", "partseg", ["--resume", "auto"],
+             ("copy/metrics.json: not UTF-8 text",),
+             setup=lambda ctx, mp: _copy_of_prior(ctx, lambda out: (out / "metrics.json").write_bytes(b'{"\xff": 1}'))),
+        Case("cls:resume with a corrupted config.yaml", "cls", ["--random-init", "--resume", "auto"],
+             ("copy/config.yaml: invalid YAML at line 2",),
+             setup=lambda ctx, mp: _copy_of_prior(ctx, lambda out: (out / "config.yaml").write_text("seed: [0\n"))),
     ]
     return cases
 
@@ -413,10 +530,11 @@ def _signal_when(monkeypatch, owner, name, signum, times=1, only=None):
 def signal_cases() -> list[Case]:
     import tasks.segmentation as seg
     import utils.checkpoint
+    import utils.signals
 
     return [
-        Case("partseg:SIGTERM during validation", "partseg", [],
-             ("interrupted by SIGTERM during validation", "resume=auto"), code=143,
+        Case("partseg:SIGTERM during validation", "partseg", [],  # the epoch is kept: saved before validation
+             ("interrupted by SIGTERM during validation", "last.pt holds step 1", "resume=auto"), code=143,
              setup=lambda ctx, mp: _signal_when(mp, seg, "score_part_seg", signal.SIGTERM, only="val")),
         Case("partseg:SIGINT during the test", "partseg", [],
              ("interrupted by SIGINT during the test", "last.pt holds step 2", "resume=auto"), code=130,
@@ -425,7 +543,8 @@ def signal_cases() -> list[Case]:
              ("interrupted by SIGTERM after epoch 1", "last.pt holds step 1", "resume=auto"), code=143,
              setup=lambda ctx, mp: _signal_when(mp, utils.checkpoint.torch, "save", signal.SIGTERM)),
         Case("partseg:two SIGTERMs abort a save", "partseg", [], ("interrupted by SIGTERM",), code=143,
-             setup=lambda ctx, mp: _signal_when(mp, utils.checkpoint.torch, "save", signal.SIGTERM, times=2)),
+             setup=lambda ctx, mp: (mp.setattr(utils.signals, "SAME_REQUEST_SECONDS", 0),  # not one request twice
+                                    _signal_when(mp, utils.checkpoint.torch, "save", signal.SIGTERM, times=2))),
         Case("partseg:SIGINT before training", "partseg", [], ("interrupted by SIGINT",), code=130,
              setup=lambda ctx, mp: _signal_when(mp, seg, "initial_weights", signal.SIGINT)),
         Case("cls:SIGTERM during feature extraction", "cls", ["--random-init"], ("interrupted by SIGTERM",),
@@ -434,7 +553,8 @@ def signal_cases() -> list[Case]:
     ]
 
 
-CASES = config_cases() + data_cases() + checkpoint_cases() + resume_cases() + environment_cases() + signal_cases()
+CASES = (config_cases() + data_cases() + checkpoint_cases() + resume_cases() + run_dir_cases() + environment_cases()
+         + signal_cases())
 
 
 # ------------------------------------------------------------------------------------- fixtures
@@ -493,7 +613,8 @@ def test_one_clear_line_and_nothing_lost(case, synthetic_root, prior, checkpoint
            "out": str(prior if case.prior else tmp_path / "run"), "prior": str(prior), **checkpoints}
     if case.setup is not None:
         case.setup(ctx, monkeypatch)
-    before = file_hashes(prior) if case.prior else None
+    kept = {Path(ctx["out"]), *([prior] if case.prior else [])}  # what was saved before: unchanged
+    before = {folder: file_hashes(folder) for folder in kept if folder.is_dir()}
     argv = [arg.format(**ctx) for arg in defaults + case.args]
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
@@ -504,9 +625,9 @@ def test_one_clear_line_and_nothing_lost(case, synthetic_root, prior, checkpoint
     for folder in (Path(ctx["out"]), prior):
         if folder.is_dir():
             assert not list(folder.glob(".*.tmp")), "a temporary file was left behind"
-    if case.prior:
-        after = file_hashes(prior)
-        changed = [name for name, digest in before.items() if after.get(name) != digest
+    for folder, hashes in before.items():
+        after = file_hashes(folder)
+        changed = [name for name, digest in hashes.items() if after.get(name) != digest
                    and name not in case.may_change]
         assert not changed, f"files of the earlier run changed: {changed}"
 
@@ -519,6 +640,28 @@ def test_a_signal_during_a_save_lets_the_save_finish(synthetic_root, tmp_path, m
         main_partseg.main(["--data-root", str(synthetic_root), "--out", str(tmp_path), *PARTSEG])
     checkpoint = load_checkpoint_file(tmp_path / "last.pt")  # complete, loads cleanly
     assert (checkpoint["epoch"], checkpoint["step"]) == (1, 1)
+
+
+@pytest.mark.parametrize("same_request_seconds, line, saved", [
+    (1.0, "after epoch 1", (1, 1)),  # a group's signal and torchrun's forwarded copy: one request, the save ends
+    (0.0, None, None),  # a second request: the user insists, the save is abandoned
+], ids=["at once: one request", "later: the save is aborted"])
+def test_the_same_signal_twice(same_request_seconds, line, saved, synthetic_root, tmp_path, monkeypatch, capsys):
+    import utils.checkpoint
+    import utils.signals
+
+    monkeypatch.setattr(utils.signals, "SAME_REQUEST_SECONDS", same_request_seconds)
+    _signal_when(monkeypatch, utils.checkpoint.torch, "save", signal.SIGTERM, times=2)
+    with pytest.raises(SystemExit) as exit_info:
+        main_partseg.main(["--data-root", str(synthetic_root), "--out", str(tmp_path), *PARTSEG])
+    error = check_one_error_line(exit_info.value.code, 143, *capsys.readouterr(), ("interrupted by SIGTERM",))
+    assert not list(tmp_path.glob(".*.tmp"))
+    if saved is None:
+        assert error == "error: interrupted by SIGTERM" and not (tmp_path / "last.pt").exists()
+    else:
+        assert line in error
+        checkpoint = load_checkpoint_file(tmp_path / "last.pt")
+        assert (checkpoint["epoch"], checkpoint["step"]) == saved
 
 
 def test_a_resume_of_a_finished_run_says_so(prior, synthetic_root, tmp_path, capsys):
@@ -576,6 +719,42 @@ def test_real_processes_end_in_one_line(name, command, message, tmp_path):
                              env={**os.environ, "OMP_NUM_THREADS": "1"})
     check_one_error_line(process.returncode, 2, process.stdout, process.stderr, (message,))
     assert (tmp_path / "real" / "ShapeNet").is_dir() and not (tmp_path / "real" / "SYNTHETIC_DATA.txt").exists()
+
+
+# ------------------------------------------------------------------------------------- memory bounds
+# The address space a script may add to what its imports (torch, ...) take: a tiny run of train.py needs between
+# 512 MiB and 1 GiB more.
+MEMORY_BOUND = 1 << 30
+BOUNDED = """
+import importlib, resource, sys
+def size():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+script = importlib.import_module(sys.argv[1])
+limit = size() + int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+script.main(sys.argv[3:])
+"""
+
+
+@pytest.mark.parametrize("script, args, setup, message", [
+    ("train", ["--config", str(REPO / "configs" / "demo.yaml"), *PRETRAIN, "monitor.random_init=false"], _huge_pngs,
+     ".png: PNG of 12000 x 12000 pixels, more than the limit"),
+    ("downstream.classification.main", ["--random-init", *CLASSIFY, "data.datasets=[modelnet40]"],
+     _huge_modelnet40_file, "ply_data_train0.h5: 'data' declares 2000000 samples, more than the limit"),
+], ids=["PNG of 12000 x 12000 pixels", "h5 file of 1.7 kB declaring 2 million shapes"])
+def test_a_file_declaring_a_huge_size_stays_within_a_memory_bound(script, args, setup, message, synthetic_root,
+                                                                  tmp_path):
+    """Decoded, the PNG takes 2.3 GB by the time it is a float image, the h5 file's rows 1.4 GB. Refused from
+    the size they declare, the script stays within MEMORY_BOUND (RLIMIT_AS, a real process) and says why in one
+    line; without the limits it dies of a MemoryError there."""
+    ctx = {"synthetic": str(synthetic_root), "tmp": tmp_path}
+    root = setup(ctx)
+    process = subprocess.run([sys.executable, "-c", BOUNDED, script, str(MEMORY_BOUND), *args,
+                              "--data-root", str(root), "--out", str(tmp_path / "run")],
+                             cwd=REPO, capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    check_one_error_line(process.returncode, 2, process.stdout, process.stderr, (message,))
 
 
 def test_the_table_covers_at_least_100_cases():

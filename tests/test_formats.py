@@ -312,7 +312,7 @@ def test_a_ply_declaring_a_huge_count_is_refused_within_a_memory_bound(tmp_path)
     pcd = tmp_path / "huge.pcd"
     pcd.write_bytes(b"VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 1\nHEIGHT 1\n"
                     b"POINTS 200000000\nDATA ascii\n" + b"0 0 0\n" * 100)
-    script = textwrap.dedent(f"""
+    script = textwrap.dedent("""
         import resource, sys
         from datasets.formats import read_shape
         from utils.errors import DataError

@@ -179,6 +179,89 @@ def test_bad_files_are_skipped_with_one_line_each_and_strict_stops(checkpoint, t
     assert not (tmp_path / "strict.npz").exists()
 
 
+# ------------------------------------------------------------------------------------- bad arguments, bad outputs
+@pytest.fixture(scope="module")
+def features(checkpoint, synthetic_root, tmp_path_factory) -> tuple[Path, Path]:
+    """(a folder of two clouds, the labelled features file of the synthetic ModelNet40 test split)."""
+    folder = tmp_path_factory.mktemp("clouds")
+    for i in range(2):
+        write_ply(folder / f"c{i}.ply", shape_cloud(20 + i))
+    out = folder.parent / f"{folder.name}.npz"
+    embed.main(["--checkpoint", str(checkpoint), "--dataset", "modelnet40:test", "--data-root", str(synthetic_root),
+                "--out", str(out), *POINTS])
+    return folder, out
+
+
+def _segmenter(ctx):
+    ctx["segmenter"] = str(seg_checkpoint(ctx["tmp"] / "semseg.pt", DGCNNSemSeg(k=8, emb_dims=32), "dgcnn_semseg",
+                                          64))
+
+
+TOOL_CASES = [  # (id, tool, arguments, what a setup(ctx, monkeypatch) adds, the error line's text)
+    ("embed --device bogus", embed, ["--checkpoint", "{checkpoint}", "{clouds}", "--out", "{tmp}/f.npz",
+                                     "--device", "bogus"], None, "--device bogus: expected cpu, cuda or cuda:N"),
+    ("embed --k 0", embed, ["--checkpoint", "{checkpoint}", "{clouds}", "--out", "{tmp}/f.npz", "--k", "0"], None,
+     "--k: must be >= 1, got 0"),
+    ("embed --emb-dims 0", embed, ["--checkpoint", "{checkpoint}", "{clouds}", "--out", "{tmp}/f.npz",
+                                   "--emb-dims", "0"], None, "--emb-dims: must be >= 1, got 0"),
+    ("segment --k 0", segment, ["--checkpoint", "{checkpoint}", "{clouds}/c0.ply", "--out", "{tmp}/s.ply", "--k", "0"],
+     None, "--k: must be >= 1, got 0"),
+    ("retrieve with a missing --checkpoint", retrieve, ["{features}", "--query", "{tmp}/new.ply", "--checkpoint",
+                                                        "{tmp}/missing.pt"],
+     lambda ctx, mp: write_ply(ctx["tmp"] / "new.ply", shape_cloud(40)), "missing.pt: no such file"),
+    ("embed --out under a regular file", embed, ["--checkpoint", "{checkpoint}", "{clouds}", "--out",
+                                                 "{tmp}/afile/f.npz"], None, "afile: cannot create the folder"),
+    ("embed --out in a read-only folder", embed, ["--checkpoint", "{checkpoint}", "{clouds}", "--out",
+                                                  "{tmp}/f.npz"], "read-only", "f.npz: cannot write (Read-only"),
+    ("embed --out on a full disk, over an older file", embed, ["--checkpoint", "{checkpoint}", "{clouds}",
+                                                               "--out", "{tmp}/kept/f.npz"], "full disk",
+     "kept/f.npz: cannot write (No space left on device); the previous file, if any, is left as it was"),
+    ("classify --out under a regular file", classify, ["--reference", "{features}", "{features}", "--out",
+                                                       "{tmp}/afile/p.csv"], None, "afile: cannot create the folder"),
+    ("retrieve --png under a regular file", retrieve, ["{features}", "--query", "0", "--png", "{tmp}/afile/n.png",
+                                                       "--data-root", "{root}"], None,
+     "afile: cannot create the folder"),
+    ("segment --out under a regular file", segment, ["--checkpoint", "{segmenter}", "{clouds}/c0.ply", "--out",
+                                                     "{tmp}/afile/s.ply"], lambda ctx, mp: _segmenter(ctx),
+     "afile: cannot create the folder"),
+    ("retrieve --png on a full disk", retrieve, ["{features}", "--query", "0", "--png", "{tmp}/n.png", "--data-root",
+                                                 "{root}"], "full disk",
+     "n.png: cannot write (No space left on device)"),
+]
+
+
+@pytest.mark.parametrize("tool, args, setup, message", [case[1:] for case in TOOL_CASES],
+                         ids=[case[0] for case in TOOL_CASES])
+def test_tool_mistakes_and_unwritable_outputs_are_one_line(tool, args, setup, message, checkpoint, features,
+                                                           synthetic_root, tmp_path, monkeypatch, capsys):
+    """One error line naming the argument or file and the cause, exit status 2, no traceback; an output file
+    written before (tmp/kept) is left as it was and no temporary file stays behind."""
+    from tests.test_errors import _full_disk, _read_only, check_one_error_line, file_hashes
+
+    ctx = {"checkpoint": str(checkpoint), "clouds": str(features[0]), "features": str(features[1]), "tmp": tmp_path,
+           "root": str(synthetic_root)}
+    (tmp_path / "afile").write_text("not a folder")
+    (tmp_path / "kept").mkdir()
+    shutil.copy(features[1], tmp_path / "kept" / "f.npz")
+    (tmp_path / "kept" / "s.ply").write_bytes(b"an earlier result")
+    if callable(setup):
+        setup(ctx, monkeypatch)
+    argv = [arg.format(**ctx) for arg in args]
+    before = file_hashes(tmp_path / "kept")
+    if setup == "full disk":
+        _full_disk(ctx, monkeypatch, after_bytes=0)
+    elif setup == "read-only":
+        _read_only(ctx, monkeypatch)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main(argv)
+    monkeypatch.undo()
+    check_one_error_line(exit_info.value.code, 2, *capsys.readouterr(), (message,))
+    assert not list(tmp_path.rglob(".*.tmp")), "a temporary file was left behind"
+    assert file_hashes(tmp_path / "kept") == before
+    assert not [path for path in tmp_path.rglob("*") if path.is_file() and path.stat().st_size == 0]
+
+
 def test_run_as_a_file_says_how_to_run_it():
     done = subprocess.run([sys.executable, "tools/embed.py", "--help"], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)

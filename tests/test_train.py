@@ -1,5 +1,6 @@
 """train.py end to end on tiny synthetic data: artefacts, determinism, SIGKILL + resume, errors, torchrun."""
 
+import csv
 import json
 import os
 import signal
@@ -77,14 +78,52 @@ def test_the_same_seed_twice_gives_identical_metrics_and_weights(synthetic_root,
         assert torch.equal(x, y), name
 
 
+def without_seconds(metrics: dict) -> dict:
+    return {**metrics, "epochs": [{k: v for k, v in e.items() if k != "seconds"} for e in metrics["epochs"]]}
+
+
+def test_a_fresh_run_into_another_runs_folder_is_refused_or_replaces_it_whole(synthetic_root, tmp_path, capsys):
+    """A fresh run never reports another run's numbers: refused in a folder holding a run, and with --overwrite
+    the folder ends exactly as the same run in an empty folder (its own random-init baseline, epochs, curves,
+    one TensorBoard log)."""
+    first = tiny_args(synthetic_root, tmp_path / "r", "optim.epochs=1", "train.max_steps_per_epoch=1")
+    other = ["optim.epochs=1", "train.max_steps_per_epoch=1", "seed=7", "model.point_backbone.emb_dims=32"]
+    train.main(first)
+    before = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as refused:
+        train.main(tiny_args(synthetic_root, tmp_path / "r", *other))
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and "Traceback" not in err
+    assert [line for line in err.splitlines() if "error:" in line] == [
+        f"error: out={tmp_path / 'r'}: holds another run (best.pt, config.yaml, curves.csv, curves.png, ...); to "
+        "continue it use resume=auto, to replace it overwrite=true (--overwrite), or give another out"]
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text()) == before
+
+    train.main([*tiny_args(synthetic_root, tmp_path / "r", *other), "--overwrite"])
+    replaced_out = capsys.readouterr().out
+    train.main(tiny_args(synthetic_root, tmp_path / "fresh", *other))
+    fresh_out = capsys.readouterr().out
+    replaced, fresh = (json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("r", "fresh"))
+    assert replaced["random_init"] != before["random_init"]  # what the run printed as its own before the fix
+    assert without_seconds(replaced) == without_seconds(fresh)
+    baseline = [line for line in replaced_out.splitlines() if "random init" in line]
+    assert baseline and baseline == [line for line in fresh_out.splitlines() if "random init" in line]
+    curves = [[{k: v for k, v in row.items() if k != "samples_per_s"}
+               for row in csv.DictReader((tmp_path / run / "curves.csv").open())] for run in ("r", "fresh")]
+    assert curves[0] == curves[1]
+    assert len(list((tmp_path / "r" / "tensorboard").iterdir())) == 1
+
+
 # One thread per process: two OpenMP teams of two threads on two cores wait on each other and run many times
 # slower than one thread each.
 SINGLE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-def run_train(args):
+def run_train(args, group=False):
+    """train.py in a subprocess; with `group`, in its own session (process group), as a scheduler starts a job."""
     return subprocess.Popen([sys.executable, "train.py", *args], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=SINGLE_THREAD)
+                            stderr=subprocess.PIPE, text=True, env=SINGLE_THREAD, start_new_session=group)
 
 
 def steps_logged(run_dir) -> int:
@@ -92,49 +131,63 @@ def steps_logged(run_dir) -> int:
     return max(0, len(curves.read_text().splitlines()) - 1) if curves.exists() else 0
 
 
+def children(pid: int) -> list[int]:
+    return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()]
+
+
+# name: (the signal sent to the run's whole process group, SIGKILL one DataLoader worker first)
+STOPS = {"SIGKILL": (signal.SIGKILL, False), "SIGTERM": (signal.SIGTERM, False), "SIGINT": (signal.SIGINT, False),
+         "SIGTERM, a worker killed": (signal.SIGTERM, True)}
+
+
 @pytest.mark.slow
 def test_runs_stopped_by_sigkill_sigterm_or_sigint_resume_bit_identical(synthetic_root, tmp_path):
-    """SIGKILL: the last checkpoint loads. SIGTERM / SIGINT: one line with the resume hint, exit 143 / 130, no
-    temporary file. Resumed, each ends with the weights and test metrics of the uninterrupted run."""
+    """Each signal goes to the run's whole process group, DataLoader workers included, as a terminal's Ctrl-C or a
+    cluster scheduler sends it. SIGKILL: the last checkpoint loads. SIGTERM / SIGINT: one line with the resume
+    hint, exit 143 / 130, no temporary file, also when a worker died before (the OOM killer, say). Resumed, each
+    ends with the weights and test metrics of the uninterrupted run."""
     # one image encoder instead of two: half the checkpoint, saved after every step
     args = lambda out, *extra: tiny_args(synthetic_root, out, "optim.epochs=3",  # noqa: E731
                                          "train.checkpoint_every_steps=1", "model.gray_branch=false",
-                                         "loss.cross_modal=mean", *extra)
-    signals = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
+                                         "loss.cross_modal=mean", "train.num_workers=2", *extra)
+    folder = {name: tmp_path / name.replace(", ", "_").replace(" ", "_") for name in STOPS}
     straight = run_train(args(tmp_path / "straight"))
-    stopped = {signum: run_train(args(tmp_path / signum.name)) for signum in signals}
+    stopped = {name: run_train(args(folder[name]), group=True) for name in STOPS}
     pending = dict(stopped)
     deadline = time.time() + 300
     while pending and time.time() < deadline:
-        for signum, process in list(pending.items()):
-            if steps_logged(tmp_path / signum.name) >= 3 or process.poll() is not None:
-                process.send_signal(signum)
-                del pending[signum]
+        for name, process in list(pending.items()):
+            if steps_logged(folder[name]) >= 3 or process.poll() is not None:
+                signum, kill_a_worker = STOPS[name]
+                if kill_a_worker and process.poll() is None:
+                    os.kill(children(process.pid)[0], signal.SIGKILL)
+                os.killpg(process.pid, signum)
+                del pending[name]
         time.sleep(0.05)
     assert not pending, "no run reached its third step in time"
-    for signum, process in stopped.items():
+    for name, process in stopped.items():
         _, err = process.communicate(timeout=300)
-        out = tmp_path / signum.name
-        assert process.returncode == (-signum if signum == signal.SIGKILL else 128 + signum), err[-2000:]
+        out, signum = folder[name], STOPS[name][0]
+        assert process.returncode == (-signum if signum == signal.SIGKILL else 128 + signum), (name, err[-2000:])
         assert load_checkpoint_file(out / "last.pt")["step"] < 9  # stopped before the end; it loads cleanly
         if signum == signal.SIGKILL:
             continue
-        assert "Traceback" not in err
+        assert "Traceback" not in err, (name, err[-3000:])
         lines = [line for line in err.splitlines() if "error:" in line]
-        assert len(lines) == 1 and f"interrupted by {signum.name} " in lines[0], err[-2000:]
+        assert len(lines) == 1 and f"interrupted by {signum.name} " in lines[0], (name, err[-2000:])
         assert f"resume=auto (out={out})" in lines[0]
         assert not list(out.glob(".*.tmp")), "a temporary file was left behind"
-    resumed = {signum: run_train(args(tmp_path / signum.name, "resume=auto")) for signum in signals}
-    for name, process in [("straight", straight), *((s.name, p) for s, p in resumed.items())]:
+    resumed = {name: run_train(args(folder[name], "resume=auto")) for name in STOPS}
+    for name, process in [("straight", straight), *resumed.items()]:
         _, err = process.communicate(timeout=300)
         assert process.returncode == 0, (name, err[-2000:])
         if name != "straight":
-            assert f"resumed from {tmp_path / name / 'last.pt'}" in err
-    for signum in signals:
-        for (name, x), y in zip(model_state(tmp_path / "straight").items(),
-                                model_state(tmp_path / signum.name).values()):
-            assert torch.equal(x, y), (signum.name, name)
-        metrics = [json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("straight", signum.name)]
+            assert f"resumed from {folder[name] / 'last.pt'}" in err
+    for name in STOPS:
+        for (key, x), y in zip(model_state(tmp_path / "straight").items(), model_state(folder[name]).values()):
+            assert torch.equal(x, y), (name, key)
+        metrics = [json.loads((run / "metrics.json").read_text()) for run in (tmp_path / "straight", folder[name])]
         assert metrics[0]["test"] == metrics[1]["test"] and metrics[0]["best"] == metrics[1]["best"]
 
 

@@ -1,6 +1,9 @@
 """The shared fit loop on a toy task: artefacts, reproducibility, resume and the NaN guard."""
 
 import json
+import os
+import signal
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,7 @@ from engine.runtime import EpochSampler, RunConfig, cosine_lr, resolve_device, s
 from engine.trainer import Evaluation, Trainer, TrainingDiverged
 from utils.checkpoint import load_checkpoint_file
 from utils.config import load_config
-from utils.errors import ConfigError
+from utils.errors import ConfigError, Interrupted
 
 class NoisyPoints(torch.utils.data.Dataset):
     """y = x . w + noise, with a per-(seed, epoch, item) random perturbation like the real datasets."""
@@ -120,6 +123,48 @@ def test_resume_mid_epoch_ends_with_identical_weights(tmp_path, crash_at_call):
     assert resumed.state.step == straight.state.step
     history = lambda t: [{k: v for k, v in e.items() if k != "seconds"} for e in t.state.history]  # noqa: E731
     assert history(resumed) == history(straight)
+
+
+def test_a_signal_during_validation_keeps_the_epoch_and_the_resumed_run_ends_identical(tmp_path):
+    """last.pt is saved before an epoch's validation: SIGTERM in the second validation keeps epoch 2, and the
+    resumed run validates it then and ends as the uninterrupted run (weights, history, best epoch, test)."""
+    straight, straight_result = run(make_cfg(tmp_path / "straight"))
+    cfg = make_cfg(tmp_path / "stopped")
+    runtime = setup_runtime(cfg)
+    dataset = NoisyPoints(seed=cfg.seed)
+    evaluation = evaluation_for(dataset)
+    validations = []
+
+    def validate(model):
+        validations.append(True)
+        if len(validations) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return evaluation_for(dataset).validate(model)
+
+    evaluation.validate = validate
+    with pytest.raises(Interrupted, match=r"SIGTERM during validation; .*last.pt holds step 12\."):
+        Trainer(cfg, runtime, Regression(), dataset, evaluation, cfg.out).fit()
+    checkpoint = load_checkpoint_file(tmp_path / "stopped" / "last.pt")
+    assert (checkpoint["epoch"], checkpoint["step"], len(checkpoint["history"])) == (2, 12, 1)
+    assert checkpoint["unvalidated"]["epoch"] == 2 and "val" not in checkpoint["unvalidated"]
+    resumed, resumed_result = run(make_cfg(tmp_path / "stopped", "resume=auto"))
+    for (name, a), b in zip(straight.module.state_dict().items(), resumed.module.state_dict().values()):
+        assert torch.equal(a, b), name
+    history = lambda t: [{k: v for k, v in e.items() if k != "seconds"} for e in t.state.history]  # noqa: E731
+    assert history(resumed) == history(straight) and len(history(resumed)) == 3
+    assert resumed_result["best_epoch"] == straight_result["best_epoch"]
+    assert resumed_result["test"] == straight_result["test"]
+
+
+def test_run_files_follow_the_umask(tmp_path):
+    """0664 under umask 002 (a lab's shared group), as files made by open(); mkstemp alone would give 0600."""
+    previous = os.umask(0o002)
+    try:
+        run(make_cfg(tmp_path, "optim.epochs=1"))
+    finally:
+        os.umask(previous)
+    for name in ("last.pt", "best.pt", "metrics.json", "config.yaml", "curves.png"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o664, name
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):

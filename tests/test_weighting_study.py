@@ -50,8 +50,8 @@ def test_study_writes_the_summary_and_plots_and_resumes(synthetic_root, tmp_path
     (out / "static-1-0" / "seed_1" / "metrics.json").unlink()
     ran = []
     original = weighting_study.run_one
-    monkeypatch.setattr(weighting_study, "run_one", lambda config, directory, seed, overrides: (
-        ran.append((directory.parent.name, seed)), original(config, directory, seed, overrides))[1])
+    monkeypatch.setattr(weighting_study, "run_one", lambda config, directory, *rest: (
+        ran.append((directory.parent.name, rest[0])), original(config, directory, *rest))[1])
     weighting_study.main(study(synthetic_root, out))
     assert ran == [("static-1-0", 1)]
 
@@ -69,7 +69,7 @@ def test_a_signal_stops_the_study_not_only_its_run(synthetic_root, tmp_path, mon
     """SIGTERM in a run (train.py exits 143) ends the study there, instead of starting the next run."""
     ran = []
 
-    def interrupted(config, directory, seed, overrides):
+    def interrupted(config, directory, seed, *rest):
         ran.append((directory.parent.name, seed))
         raise SystemExit(143)
 
@@ -77,6 +77,52 @@ def test_a_signal_stops_the_study_not_only_its_run(synthetic_root, tmp_path, mon
     with pytest.raises(SystemExit) as stop:
         weighting_study.main(study(synthetic_root, tmp_path / "study"))
     assert stop.value.code == 143 and ran == [("static-1-1", 0)]
+
+
+def test_a_run_is_the_same_only_if_its_resolved_config_is(synthetic_root, tmp_path, monkeypatch, capsys):
+    """A rerun with other settings does not report the old runs as its own: refused before any run, with
+    nothing changed, or replaced with --overwrite. A key that does not change a run (data.root) keeps it."""
+    from tests.test_errors import file_hashes
+
+    out = tmp_path / "study"
+    one = lambda root, *extra: ["--variants", "static-1:1", "--seeds", "0", "--out", str(out),  # noqa: E731
+                                f"data.root={root}", *RUN, *extra]
+    weighting_study.main(one(synthetic_root))
+    before = file_hashes(out)
+    ran = []
+    original = weighting_study.run_one
+    monkeypatch.setattr(weighting_study, "run_one", lambda config, directory, *rest: (
+        ran.append(directory.parent.name), original(config, directory, *rest))[1])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as refused:
+        weighting_study.main(one(synthetic_root, "optim.lr=0.01"))
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and "Traceback" not in err and ran == [] and file_hashes(out) == before
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(lines) == 1 and f"{out / 'static-1-1' / 'seed_0' / 'config.yaml'}: a run of another config (optim.lr (" \
+        in lines[0] and "--overwrite" in lines[0]
+
+    (tmp_path / "elsewhere").symlink_to(synthetic_root)
+    weighting_study.main(one(tmp_path / "elsewhere"))
+    assert ran == [] and "static-1:1 seed 0: finished before, skipped" in capsys.readouterr().out
+
+    weighting_study.main(one(synthetic_root, "optim.lr=0.01", "--overwrite"))
+    assert ran == ["static-1-1"] and weighting_study.finished(out / "static-1-1" / "seed_0")
+    assert weighting_study.saved_config(out / "static-1-1" / "seed_0")["optim"]["lr"] == 0.01
+    assert "optim.lr=0.01" in json.loads((out / "summary.json").read_text())["command"]
+
+
+def test_a_study_whose_every_run_failed_exits_non_zero(synthetic_root, tmp_path, capsys):
+    out = tmp_path / "study"
+    with pytest.raises(SystemExit) as stop:
+        weighting_study.main(["--variants", "static-1:1", "--seeds", "0", "1", "--out", str(out),
+                              f"data.root={synthetic_root}", *RUN, "optim.batch_size=1000"])
+    captured = capsys.readouterr()
+    assert stop.value.code == 2 and "Traceback" not in captured.err
+    assert captured.out.count("failed (exit 2); left out") == 2
+    assert captured.err.strip().splitlines()[-1].startswith(
+        "error: every run of the study failed (2 of 2: static-1:1 seed 0, static-1:1 seed 1)")
+    assert not (out / "summary.json").exists()
 
 
 def test_an_override_after_variants_is_refused_before_any_run(tmp_path, capsys):

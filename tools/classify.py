@@ -21,13 +21,14 @@ if not __package__:  # run as a file: the repository root is not importable, say
 
 import argparse
 import csv
-from pathlib import Path
+import io
 
 import numpy as np
 
 from engine.evaluate import LinearSVM
 from tools.common import load_features, same_encoder
 from utils.errors import ConfigError, DataError, exit_on_user_error
+from utils.files import atomic_write_text
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -71,13 +72,12 @@ def run(args: argparse.Namespace) -> dict:
             result["accuracy"] = float(np.mean(predicted == data["labels"]))
             print(f"accuracy against the labels in {args.features}: {100 * result['accuracy']:.2f} %")
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "w", newline="") as stream:
-            writer = csv.writer(stream)
-            writer.writerow(["path", "label", "class_name"])
-            writer.writerows([str(path), int(label), names[label]] for path, label in zip(data["paths"], predicted))
-        print(f"wrote {out}")
+        rows = io.StringIO(newline="")
+        writer = csv.writer(rows)
+        writer.writerow(["path", "label", "class_name"])
+        writer.writerows([str(path), int(label), names[label]] for path, label in zip(data["paths"], predicted))
+        atomic_write_text(args.out, rows.getvalue())
+        print(f"wrote {args.out}")
     return result
 
 

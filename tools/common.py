@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 from torch import nn
@@ -21,7 +22,8 @@ from models.pointnet import PointNet
 from models.layouts import convert_state_dict
 from tasks.encoders import load_pretrained_encoder
 from utils.checkpoint import load_checkpoint_file
-from utils.errors import CheckpointError, DataError
+from utils.errors import CheckpointError, ConfigError, DataError
+from utils.files import atomic_write, describe_os_error
 
 ENCODERS = ("dgcnn", "pointnet", "dgcnn_partseg_encoder")
 SEGMENTERS = ("dgcnn_partseg", "dgcnn_semseg")
@@ -143,11 +145,32 @@ def load_model(checkpoint: str | os.PathLike, task: str, *, k: int | None = None
 
 
 def file_sha256(path: str | os.PathLike) -> str:
+    """The file's sha256, or a CheckpointError naming it when it cannot be read."""
     digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
+    try:
+        with open(path, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot read ({describe_os_error(error)})") from None
     return digest.hexdigest()
+
+
+def check_device(flag: str, text: str) -> str:
+    """`text` if it names a device the tools run on (cpu, cuda, cuda:N), else a ConfigError naming `flag`."""
+    if text == "cpu" or re.fullmatch(r"cuda(:\d+)?", text):
+        return text
+    raise ConfigError(f"{flag} {text}: expected cpu, cuda or cuda:N")
+
+
+def check_positive(args, flags: Iterable[str]) -> None:
+    """ConfigError unless each of the options `flags` (attribute names) is >= 1 where given (None: not given)."""
+    for flag in flags:
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')}: must be >= 1, got {value}")
 
 
 # ------------------------------------------------------------------------------------------ features file
@@ -156,14 +179,12 @@ FEATURE_KEYS = ("features", "paths", "checkpoint", "checkpoint_sha256", "model",
 
 def save_features(path: str | os.PathLike, arrays: Mapping[str, np.ndarray | str | list]) -> None:
     """np.savez of plain arrays only (strings as unicode arrays), so that np.load needs no pickle."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     plain = {key: np.asarray(value) for key, value in arrays.items()}
     for key, value in plain.items():
         if value.dtype.kind not in "fiuUb":
             raise TypeError(f"save_features: '{key}' is {value.dtype}, not a plain array")
-    with open(path, "wb") as stream:  # a file object, so np.savez does not append .npz to the name
-        np.savez(stream, **plain)
+    # a file object, so np.savez does not append .npz to the name
+    atomic_write(path, lambda stream: np.savez(stream, **plain))
 
 
 def load_features(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -41,9 +41,9 @@ import torch
 from tqdm import tqdm
 
 from datasets.clouds import Preprocessing
-from tools.clouds import expand_inputs, load_benchmark
 from engine.parallel import ParallelForward, chunks, keep_freed_memory, ordered_map
-from tools.common import file_sha256, load_model, save_features
+from tools.clouds import expand_inputs, load_benchmark
+from tools.common import check_device, check_positive, file_sha256, load_model, save_features
 from utils.errors import ConfigError, DataError, exit_on_user_error
 
 
@@ -80,9 +80,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if bool(args.inputs) == bool(args.dataset):
         raise ConfigError("give INPUTS (files, folders, globs) or --dataset, not both and not neither")
-    for flag in ("points", "mesh_points", "min_points", "batch_size", "readers"):
-        if getattr(args, flag) < 1:
-            raise ConfigError(f"--{flag.replace('_', '-')}: must be >= 1")
+    check_positive(args, ("points", "mesh_points", "min_points", "batch_size", "readers", "workers", "k", "emb_dims"))
+    check_device("--device", args.device)
     return args
 
 

@@ -29,6 +29,7 @@ from plyfile import PlyData, PlyElement
 from datasets import S3DIS, ModelNet40, ShapeNetPart
 from datasets.shapenet_part import CATEGORY_NAMES
 from utils.errors import DataError, exit_on_user_error
+from utils.files import atomic_write, atomic_write_text, make_folder
 
 FORMATS = ("ply", "ascii.ply", "npy", "npz", "xyz", "csv")
 
@@ -43,23 +44,23 @@ def write_cloud(path: Path, xyz: np.ndarray, rgb: np.ndarray | None = None) -> N
         if rgb is not None:
             for axis, c in enumerate(("red", "green", "blue")):
                 vertex[c] = np.round(rgb[:, axis] * 255).astype(np.uint8)
-        PlyData([PlyElement.describe(vertex, "vertex")], text=name.endswith(".ascii.ply")).write(str(path))
+        atomic_write(path, PlyData([PlyElement.describe(vertex, "vertex")], text=name.endswith(".ascii.ply")).write)
     elif name.endswith(".npy"):
-        np.save(path, xyz)
+        atomic_write(path, lambda file: np.save(file, xyz))
     elif name.endswith(".npz"):
-        np.savez(path, points=xyz)
+        atomic_write(path, lambda file: np.savez(file, points=xyz))
     else:
         header = "x,y,z\n" if name.endswith(".csv") else ""
         separator = "," if name.endswith(".csv") else " "
-        path.write_text(header + "\n".join(separator.join(f"{v:.9g}" for v in row) for row in xyz.tolist()) + "\n")
+        atomic_write_text(path, header + "\n".join(separator.join(f"{v:.9g}" for v in row) for row in xyz.tolist())
+                          + "\n")
 
 
 def export_objects(root: Path, out: Path, per_class: int, classes: int) -> int:
     import trimesh
 
     dataset = ModelNet40(root, split="test", num_points=2048)
-    folder = out / "objects"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_folder(out / "objects")
     written = 0
     for label in sorted(set(dataset.labels.tolist()))[:classes]:
         for n, index in enumerate(np.flatnonzero(dataset.labels == label)[:per_class]):
@@ -71,7 +72,7 @@ def export_objects(root: Path, out: Path, per_class: int, classes: int) -> int:
               "sphere.stl": trimesh.creation.icosphere(subdivisions=2),
               "cone.glb": trimesh.creation.cone(radius=0.5, height=1.0)}
     for name, mesh in meshes.items():
-        mesh.export(folder / name)
+        atomic_write(folder / name, lambda file: mesh.export(file, file_type=name.rsplit(".", 1)[1]))
     return written + len(meshes)
 
 
@@ -110,7 +111,7 @@ def main(argv=None) -> None:
     parser.add_argument("--classes", type=int, default=6, help="classes exported (default 6)")
     args = parser.parse_args(argv)
     root, out = Path(args.data_root), Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     objects = export_objects(root, out, args.per_class, args.classes)
     category = export_part(root, out)
     room, points = export_room(root, out)

@@ -8,6 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
+from utils.files import atomic_write
+
 
 def label_colours(count: int) -> np.ndarray:
     """`count` distinct RGB colours in [0, 1] (tab20, then evenly spaced hues beyond 20)."""
@@ -54,6 +56,4 @@ def draw_clouds(path: str | Path, clouds: Sequence[np.ndarray | None], titles: S
     if legend:
         fig.legend(handles=[Patch(color=rgb, label=name) for name, rgb in legend.items()], loc="lower center",
                    ncol=min(len(legend), 7), fontsize=7, frameon=False)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", bbox_inches="tight")
+    atomic_write(path, lambda file: fig.savefig(file, format="png", bbox_inches="tight"))

@@ -46,9 +46,10 @@ from datasets.transforms import NormalizeUnitSphere
 from tasks.segmentation_metrics import restrict_to_category
 from datasets.clouds import count_distinct, read_cloud, sort_points
 from engine.parallel import chunks
-from tools.common import load_model
+from tools.common import check_positive, load_model
 from tools.pictures import draw_clouds, label_colours
 from utils.errors import CheckpointError, ConfigError, DataError, exit_on_user_error
+from utils.files import atomic_write
 
 DEFAULT_COLOUR = 0.5  # r = g = b for clouds without colours: mid grey
 
@@ -74,8 +75,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=2, help="chunks per forward pass (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the chunking and mesh sampling")
     args = parser.parse_args(argv)
-    if args.block <= 0 or args.batch_size < 1 or args.mesh_points < 1 or (args.points is not None and args.points < 1):
-        raise ConfigError("--block, --batch-size, --mesh-points and --points must be positive")
+    if args.block <= 0:
+        raise ConfigError(f"--block: must be > 0, got {args.block}")
+    check_positive(args, ("batch_size", "mesh_points", "points", "k", "emb_dims"))
     return args
 
 
@@ -153,9 +155,8 @@ def write_labelled_ply(path: str | Path, xyz: np.ndarray, labels: np.ndarray, co
     rgb = np.round(colours * 255).astype(np.uint8)
     vertex["red"], vertex["green"], vertex["blue"] = rgb[:, 0], rgb[:, 1], rgb[:, 2]
     vertex["label"] = labels
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    PlyData([PlyElement.describe(vertex, "vertex")], text=False, byte_order="<").write(str(path))
+    ply = PlyData([PlyElement.describe(vertex, "vertex")], text=False, byte_order="<")
+    atomic_write(path, ply.write)
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -1,6 +1,6 @@
 """The one command line of every entry script: a config file, flags that stand for config keys, overrides.
 
-    script [--config FILE] [--data-root DIR] [--out DIR] [--resume auto|PATH] [--checkpoint PATH]
+    script [--config FILE] [--data-root DIR] [--out DIR] [--resume auto|PATH] [--overwrite] [--checkpoint PATH]
            [--seeds S ...] [--<switch>] [key.sub=value ...]
 
 Each flag is a config key under another name (`--data-root` is `data.root`): flags are applied after the
@@ -25,6 +25,8 @@ PATH_FLAGS = {
                                    "AdaCrossNet state_dict"),
 }
 Switch = tuple[str, str, str]  # (flag, the config override it stands for, help)
+OVERWRITE: Switch = ("--overwrite", "overwrite=true", "start from scratch in --out even though it holds another "
+                     "run: that run's files (metrics.json, curves, checkpoints, tensorboard/) are deleted first")
 
 
 def parse_config(prog: str, description: str, default_config: Path | None, schema: type, argv=None,
@@ -41,6 +43,7 @@ def parse_config(prog: str, description: str, default_config: Path | None, schem
     if seeds:
         parser.add_argument("--seeds", nargs="+", metavar="S",
                             help="run once per seed into <out>/seed_<S>/ and report mean +- std over the seeds")
+    switches = (OVERWRITE, *switches)
     for flag, override, help_text in switches:
         parser.add_argument(flag, action="store_true", help=f"{help_text} (same as {override})")
     parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. optim.lr=5e-4")

@@ -114,6 +114,15 @@ class Pattern:
         return None
 
 
+@dataclass(frozen=True)
+class ConfigKeys:
+    """A list of dotted keys of the config it belongs to (a section name covers its keys), e.g. resume_allow.
+    Checked by load_config once the whole config is resolved: a key's own value cannot tell."""
+
+    def check(self, value) -> str | None:
+        return None
+
+
 PositiveInt = Annotated[int, Range(ge=1)]
 NonNegativeInt = Annotated[int, Range(ge=0)]
 PositiveFloat = Annotated[float, Range(gt=0)]
@@ -228,6 +237,22 @@ def _type_name(annotation) -> str:
     return "null" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
 
 
+def flatten(data: Mapping, prefix: str = "") -> dict[str, Any]:
+    """{'optim': {'lr': 1}} -> {'optim.lr': 1}"""
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def covered(key: str, prefixes) -> bool:
+    """Whether dotted `key` is one of `prefixes` or lies inside one of them (a section covers its keys)."""
+    return any(key == prefix or key.startswith(prefix + ".") for prefix in prefixes)
+
+
 def _value_name(value) -> str:
     return "null" if value is None else type(value).__name__
 
@@ -313,6 +338,20 @@ def _resolve(section: Section, layers: list[Layer], prefix: str) -> dict:
     return out
 
 
+def _check_config_keys(section: Section, layers: list[Layer], keys: list[str], prefix: str = "") -> None:
+    """Every ConfigKeys value names one of `keys` (the resolved config's dotted keys)."""
+    for name, spec in section.keys.items():
+        own = [(source, data[name]) for source, data in layers if name in data]
+        if isinstance(spec, Section):
+            _check_config_keys(spec, [(source, value) for source, value in own if isinstance(value, Mapping)],
+                               keys, f"{prefix}{name}.")
+        elif isinstance(spec, Key) and own and any(isinstance(check, ConfigKeys) for check in spec.checks):
+            source, value = own[-1]
+            for item in value or []:
+                if not any(covered(key, [item]) for key in keys):
+                    raise ConfigError(f"{source}: {prefix}{name}: unknown key '{item}'")
+
+
 def _resolve_part(part: Part, layers: list[Layer], dotted: str) -> dict:
     chosen, start = part.default, 0
     if chosen is None and not any("name" in data for _, data in layers):
@@ -330,17 +369,56 @@ def _resolve_part(part: Part, layers: list[Layer], dotted: str) -> dict:
 
 
 # ------------------------------------------------------------------------------------------- files
-def _read_yaml(path: Path) -> dict:
+class DuplicateKey(yaml.YAMLError):
+    def __init__(self, key, mark):
+        super().__init__(f"key {key!r} appears twice")
+        self.key, self.line = key, mark.line + 1
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a mapping holding the same key twice (PyYAML keeps the last one silently,
+    so a config with `lr:` twice would run with whichever came last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` merges may be overridden by design
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, typing.Hashable):
+                if key in seen:
+                    raise DuplicateKey(key, key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str):
+    """YAML text -> data, as yaml.safe_load but refusing duplicate keys (DuplicateKey)."""
+    return yaml.load(text, Loader=UniqueKeyLoader)
+
+
+def read_yaml(path: str | Path, what: str = "config"):
+    """The YAML data in `path`, or a ConfigError naming the file and the cause (unreadable, not UTF-8, invalid
+    YAML, a key given twice)."""
+    path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except OSError as error:
-        raise ConfigError(f"{path}: cannot read config ({error.strerror or error})") from None
+        raise ConfigError(f"{path}: cannot read {what} ({error.strerror or error})") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start}); save the {what} as UTF-8") from None
     try:
-        data = yaml.safe_load(text)
+        return parse_yaml(text)
+    except DuplicateKey as error:
+        raise ConfigError(f"{path}: key '{error.key}' appears twice (again at line {error.line})") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: invalid YAML{where}") from None
+
+
+def _read_yaml(path: Path) -> dict:
+    data = read_yaml(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -368,7 +446,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key.strip():
         raise ConfigError(f"override '{text}': expected key.sub=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = parse_yaml(raw) if raw.strip() else None
+    except DuplicateKey as error:
+        raise ConfigError(f"override '{text}': key '{error.key}' appears twice") from None
     except yaml.YAMLError:
         value = raw
     return key.strip().split("."), value
@@ -391,7 +471,10 @@ def load_config(path: str | Path | None, overrides: Iterable[str] = (), schema: 
     layers += [(source, _nest(keys, value)) for source, (keys, value) in parsed]
     for key, value in (verbatim or {}).items():
         layers.append((f"--{key.rsplit('.', 1)[-1].replace('_', '-')}", _nest(key.split("."), value)))
-    return Config(_resolve(schema_of(schema), layers, ""))
+    section = schema_of(schema)
+    resolved = _resolve(section, layers, "")
+    _check_config_keys(section, layers, list(flatten(resolved)))
+    return Config(resolved)
 
 
 def save_config(cfg: Mapping, path: str | Path) -> None:

@@ -1,7 +1,8 @@
 """Atomic files: every file a run writes (checkpoints, metrics.json, config.yaml) goes through `atomic_write`.
 
 A crash or signal at any point leaves either the previous file or the complete new one, never a partial
-file; the temporary file is removed on every path out, exceptions included.
+file; the temporary file is removed on every path out, exceptions included. The file gets the permissions the
+umask gives a new file (0644 under umask 022, 0664 under a lab's 002), as `open` would.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Mapping
 
-from utils.errors import OutputError
+from utils.errors import DataError, OutputError
 
 TEMP_SUFFIX = ".tmp"
 # `.<name>.<8 characters of mkstemp>.tmp`, the temporary files of atomic_write
@@ -38,6 +39,21 @@ def make_folder(folder: str | os.PathLike) -> Path:
     return folder
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux says it (os.umask can only set it: setting and
+    restoring it would briefly apply another umask to a file another thread creates meanwhile)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
     """Call `write(file)` on a temporary file in `path`'s folder, fsync it, then rename it over `path`.
 
@@ -54,6 +70,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
         with os.fdopen(fd, "wb") as file:
             write(file)
             file.flush()
+            os.fchmod(file.fileno(), 0o666 & ~current_umask())  # mkstemp made it 0600
             os.fsync(file.fileno())
         os.replace(tmp, path)
     except BaseException as error:
@@ -117,8 +134,23 @@ def write_json(data: Any, path: str | os.PathLike) -> None:
 
 
 def read_json(path: str | os.PathLike) -> dict:
+    """The JSON object in `path` ({} when there is no such file); a DataError naming the file when it cannot be
+    read or holds something else (a truncated or hand-edited metrics.json)."""
     path = Path(path)
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as error:
+        raise DataError(f"{path}: cannot read ({describe_os_error(error)})") from None
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text (byte {error.start}); not a JSON file this repo wrote") from None
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: not valid JSON ({error.msg} at line {error.lineno} column {error.colno}); "
+                        "restore it or move it away") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: holds a JSON {type(data).__name__}, expected an object")
+    return data
 
 
 def update_json(path: str | os.PathLike, entries: Mapping[str, Any]) -> dict:

@@ -18,20 +18,18 @@ if not __package__:  # run as a file: the repository root is not importable, say
           "python -m downstream.classification.main --help", file=sys.stderr)
     raise SystemExit(2)
 
-import json
 from pathlib import Path
 
-import yaml
 from torch.utils.tensorboard import SummaryWriter
 
 from downstream import common
-from engine.runtime import setup_runtime
+from engine.runtime import prepare_fresh_run_dir, run_changes, setup_runtime
 from models.build import BACKBONES
 from tasks.classification import ClassificationConfig, dataset_points, evaluate_dataset
 from tasks.encoders import load_encoder_weights, report_dict
-from utils.config import Config, build_part, require_points_for_k, save_config
+from utils.config import Config, build_part, read_yaml, require_points_for_k, save_config
 from utils.errors import ConfigError, exit_on_user_error
-from utils.files import make_folder, write_json
+from utils.files import make_folder, read_json, write_json
 
 DEFAULTS = common.CONFIGS / "classification.yaml"
 
@@ -87,6 +85,7 @@ def run(cfg: Config) -> dict:
     test, details = {}, {}
     if runtime.is_main:
         make_folder(run_dir)
+        prepare_fresh_run_dir(run_dir, cfg.overwrite, restart=cfg.resume == "auto")
         save_config(cfg, run_dir / "config.yaml")
         writer = SummaryWriter(str(run_dir / "tensorboard"))
         try:
@@ -103,15 +102,16 @@ def run(cfg: Config) -> dict:
 
 
 def finished_run(run_dir: Path, cfg: Config) -> dict | None:
-    """The test metrics of a finished run of the same config in `run_dir`, else None."""
+    """The test metrics of a finished run of the same config in `run_dir` (keys that do not change the results,
+    such as data.root or device, may differ), else None."""
     metrics_path, config_path = run_dir / "metrics.json", run_dir / "config.yaml"
     if not (metrics_path.exists() and config_path.exists()):
         return None
-    saved = yaml.safe_load(config_path.read_text()) or {}
-    current = cfg.to_dict()
-    saved.pop("resume", None), current.pop("resume", None)
-    metrics = json.loads(metrics_path.read_text())
-    return metrics.get("test") if saved == current and "test" in metrics else None
+    saved = read_yaml(config_path, "saved config")
+    metrics = read_json(metrics_path)
+    if not isinstance(saved, dict) or run_changes(saved, cfg.to_dict()) or "test" not in metrics:
+        return None
+    return metrics["test"]
 
 
 @exit_on_user_error

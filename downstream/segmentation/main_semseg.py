@@ -88,6 +88,7 @@ def run_six_fold(cfg: Config) -> dict:
     if cfg.resume not in (None, "auto"):
         raise ConfigError(f"resume '{cfg.resume}' names one run; the 6-fold driver runs six, use resume=auto")
     out = Path(cfg.out)
+    common.prepare_driver_dirs(cfg, [out / f"area_{area}" for area in AREAS])
     per_area = {}
     for area in AREAS:
         area_cfg = Config(cfg.to_dict())
