@@ -34,6 +34,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import stat
 import sys
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ from utils.files import atomic_write, make_folder
 
 from .clouds import Preprocessing, read_or_problem
 from .formats import SUFFIXES
-from .h5 import PointCloudDataset, check_split, natural_key, oneline, resolve_root
+from .h5 import PointCloudDataset, check_split, oneline, resolve_root
 from .splits import SPLIT_SEED, split_indices, stratified_val_mask
 
 SPLIT_FOLDERS = ("train", "test")
@@ -64,6 +65,11 @@ class Tree:
     classes: list[str]
     files: dict[str, list[tuple[Path, int]]]     # split folder -> [(file, class index)], in class then name order
     ignored: list[str] = field(default_factory=list)
+
+
+def natural_key(path: Path):
+    """Sort key that puts chair_2.off before chair_10.off."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.as_posix())]
 
 
 def scan_tree(root: str | os.PathLike, splits: tuple[str, ...] = SPLIT_FOLDERS) -> Tree:
