@@ -1,6 +1,7 @@
 # The two commands of the README. Each does all set-up on a fresh machine (a virtual environment in .venv
 # with the pinned requirements), then runs.
-#   make demo   synthetic data -> pretraining on the CPU -> linear SVM, pretrained vs random init
+#   make demo   synthetic data -> pretraining on the CPU -> linear SVM, pretrained vs random init (a rerun
+#               replaces the previous demo run)
 #   make test   the test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
@@ -24,7 +25,7 @@ install: $(VENV)/.installed
 
 demo: install
 	$(PY) data/make_synthetic.py --out $(DEMO_DATA) --size small --seed 0
-	$(PY) train.py --config configs/demo.yaml data.root=$(DEMO_DATA) out=$(DEMO_OUT)
+	$(PY) train.py --config configs/demo.yaml data.root=$(DEMO_DATA) out=$(DEMO_OUT) overwrite=true
 
 test: install
 	$(PY) -m pytest
@@ -34,6 +35,8 @@ bench: install
 	$(PY) -m bench.loader
 	$(PY) -m bench.svm
 	$(PY) -m bench.embed
+	$(PY) -m bench.prepare_meshes
+	$(PY) -m bench.features
 
 clean-demo:
 	rm -rf $(DEMO_DATA) $(DEMO_OUT)
