@@ -18,7 +18,7 @@ from torch.utils.data import Sampler
 
 from utils import distributed
 from utils.config import (Config, ConfigKeys, Fraction, NonNegativeFloat, NonNegativeInt, OneOf, Pattern,
-                          PositiveFloat, PositiveInt, covered, flatten)
+                          PositiveFloat, PositiveInt, Range, covered, flatten)
 from utils.errors import ConfigError, OutputError
 from utils.files import describe_os_error, read_json
 from utils.fast_cuda import enable_fast_cuda
@@ -31,7 +31,11 @@ AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 class OptimConfig:
     name: Annotated[str, OneOf("adam", "adamw", "sgd")] = "adam"
     lr: PositiveFloat = 1e-3
+    # cosine: from lr to min_lr per iteration after warmup_epochs; step: lr x step_gamma every step_epochs
+    schedule: Annotated[str, OneOf("cosine", "step")] = "cosine"
     min_lr: NonNegativeFloat = 0.0  # cosine floor
+    step_epochs: PositiveInt = 20  # step schedule (PointNet's: x0.7 every 200k samples, 20 ModelNet40 epochs)
+    step_gamma: Annotated[float, Range(gt=0, le=1)] = 0.7
     weight_decay: NonNegativeFloat = 1e-6
     momentum: Fraction = 0.9  # sgd only
     epochs: PositiveInt = 100
@@ -206,6 +210,16 @@ def cosine_lr(step: int, total_steps: int, base_lr: float, min_lr: float, warmup
         return base_lr * (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def learning_rate(step: int, steps_per_epoch: int, total_steps: int, optim_cfg: Mapping) -> float:
+    """The rate of optimiser step `step` under `optim_cfg`'s schedule (both warm up over warmup_epochs)."""
+    warmup_steps = optim_cfg["warmup_epochs"] * steps_per_epoch
+    if optim_cfg["schedule"] == "step":
+        if warmup_steps > 0 and step < warmup_steps:
+            return optim_cfg["lr"] * (step + 1) / warmup_steps
+        return optim_cfg["lr"] * optim_cfg["step_gamma"] ** (step // (optim_cfg["step_epochs"] * steps_per_epoch))
+    return cosine_lr(step, total_steps, optim_cfg["lr"], optim_cfg["min_lr"], warmup_steps)
 
 
 def build_optimizer(params, optim_cfg: Mapping) -> torch.optim.Optimizer:

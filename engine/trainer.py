@@ -43,9 +43,8 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from engine.runtime import (EpochSampler, Runtime, build_optimizer, cosine_lr, move_to_device, prepare_fresh_run_dir,
-                            run_changes, unwrap)
-from utils import distributed
+from engine.runtime import (EpochSampler, Runtime, build_optimizer, learning_rate, move_to_device,
+                            prepare_fresh_run_dir, run_changes, unwrap)
 from utils.checkpoint import atomic_save, load_checkpoint_file
 from utils.config import Config, covered, save_config
 from utils.errors import CheckpointError, ConfigError, Interrupted, UserError
@@ -343,8 +342,7 @@ class Trainer:
                 batch = self._next_batch(batches, epoch, first_bad_step)
                 if batch is None:
                     break
-                lr = cosine_lr(self.state.step, self.total_steps, cfg.optim.lr, cfg.optim.min_lr,
-                               cfg.optim.warmup_epochs * self.steps_per_epoch)
+                lr = learning_rate(self.state.step, self.steps_per_epoch, self.total_steps, cfg.optim)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 batch = move_to_device(batch, runtime.device)

@@ -12,11 +12,12 @@ from typing import Annotated, Mapping
 from torch import nn
 
 from models.adacrossnet import AdaCrossNet
+from models.classifier import ClassificationHead, PointClassifier
 from models.common import image_projection_head, point_projection_head
 from models.dgcnn import DGCNN, DGCNNPartSeg, DGCNNPartSegEncoder, DGCNNSemSeg
 from models.image_encoder import ImageEncoder
 from models.pointnet import PointNet
-from utils.config import Part, PositiveInt, build_part
+from utils.config import Fraction, Part, PositiveInt, Range, build_part
 
 # Point encoders: (B, N, 3) -> (B, out_dim), the representation the linear SVM and the tools use.
 BACKBONES = {
@@ -53,9 +54,23 @@ def adacrossnet(*, point_backbone: Annotated[Mapping, Part(BACKBONES)] = {"name"
     return AdaCrossNet(points, point_projection_head(points.out_dim, hidden, proj_dim), *image_branch(3), *gray)
 
 
-MODELS = {"adacrossnet": adacrossnet, **BACKBONES, **SEGMENTATION_MODELS}
+def classifier(*, backbone: Annotated[Mapping, Part(BACKBONES)] = {"name": "dgcnn"},  # noqa: B006
+               num_classes: PositiveInt = 40, class_names: list[str] | None = None,
+               hidden: Annotated[list[int], Range(ge=1)] = [512, 256],  # noqa: B006
+               dropout: Fraction = 0.5) -> PointClassifier:
+    """A backbone's global feature -> DGCNN's classification head (hidden widths, dropout) -> num_classes logits.
+    `class_names`, when given, must number num_classes."""
+    if class_names is not None and len(class_names) != num_classes:
+        raise ValueError(f"class_names: {len(class_names)} names for num_classes={num_classes}")
+    points = build_part(BACKBONES, backbone)
+    return PointClassifier(points, ClassificationHead(points.out_dim, num_classes, tuple(hidden), dropout),
+                           class_names)
 
 
-def build_model(cfg: Mapping) -> nn.Module:
-    """The model a `{name: ..., keys}` section names (the pretraining model: name adacrossnet)."""
-    return build_part(MODELS, cfg, where="model")
+MODELS = {"adacrossnet": adacrossnet, "classifier": classifier, **BACKBONES, **SEGMENTATION_MODELS}
+
+
+def build_model(cfg: Mapping, *args) -> nn.Module:
+    """The model a `{name: ..., keys}` section names (the pretraining model: name adacrossnet); `args` go to its
+    constructor before the keys (DGCNNSemSeg's input channels)."""
+    return build_part(MODELS, cfg, *args, where="model")

@@ -4,7 +4,8 @@
   * our training checkpoints (`{"model": state_dict, ...}` as engine/trainer.py writes them) and AdaCrossNet
     state_dicts: the tensors under `point_encoder.` are taken, everything else (heads, image encoders,
     the objective) is left out;
-  * our downstream checkpoints and bare encoder state_dicts (keys already in our key space);
+  * our fine-tuned classifiers (models/classifier.py): the tensors under `backbone.`;
+  * our segmentation checkpoints and bare encoder state_dicts (keys already in our key space);
   * CrossPoint / CrossNet / AdaCrossNet released state_dicts: the DGCNN classification encoder
     (`dgcnn_cls_best.pth`: `conv1.0.weight`, `conv1.1.*` plus the duplicate `bn1.*`, ... `conv5`,
     `inv_head.{0,1,3}`, possibly the supervised `linear*/bn6/bn7`), `DGCNN_partseg` (`dgcnn_partseg_best.pth`,
@@ -87,7 +88,8 @@ def convert_state_dict(obj: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor],
     """A loaded checkpoint of any supported layout -> (tensors in our key space, layout name, tensors left out).
 
     Layouts: "ours" (keys as our models name them), "adacrossnet" (our model/training checkpoint: only
-    `point_encoder.*` is kept), "crosspoint-cls", "crosspoint-partseg", "crosspoint-semseg".
+    `point_encoder.*` is kept), "classifier" (a fine-tuned classifier: only `backbone.*` is kept),
+    "crosspoint-cls", "crosspoint-partseg", "crosspoint-semseg".
     """
     for wrapper in _WRAPPER_KEYS:
         inner = obj.get(wrapper) if isinstance(obj, Mapping) else None
@@ -100,10 +102,11 @@ def convert_state_dict(obj: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor],
             while key.startswith(("module.", "_orig_mod.")):
                 key = key.split(".", 1)[1]
             state[key.replace("._orig_mod.", ".")] = value
-    encoder_keys = {k: v for k, v in state.items() if "point_encoder." in k}
-    if encoder_keys:
-        kept = {k.rsplit("point_encoder.", 1)[1]: v for k, v in encoder_keys.items()}
-        return kept, "adacrossnet", len(state) - len(kept)
+    for marker, layout in (("point_encoder.", "adacrossnet"), ("backbone.", "classifier")):
+        encoder_keys = {k: v for k, v in state.items() if k.startswith(marker) or f".{marker}" in k}
+        if encoder_keys:
+            kept = {k.rsplit(marker, 1)[1]: v for k, v in encoder_keys.items()}
+            return kept, layout, len(state) - len(kept)
     if not any(re.fullmatch(r"(transform_net\.)?conv\d+\.0\.weight", k) for k in state):
         return state, "ours", 0
     if any(k.startswith("transform_net.") for k in state):
@@ -219,3 +222,29 @@ def load_encoder_state(module: nn.Module, obj: Mapping[str, Any], name: str = "<
     if log is not None:
         log(report.summary())
     return report
+
+
+# ------------------------------------------------------------------------------------------- inference
+def model_section_from_tensors(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """The `models.build.build_model` section of the point model that a state_dict in our key space (after
+    convert_state_dict) holds, for checkpoints without a config (CrossPoint / AdaCrossNet releases, bare
+    encoders): the architecture from which tensors exist, the widths from their shapes. k is not in the tensors:
+    the model's default is left in place. CheckpointError when no point model is recognised."""
+    def shape(key: str, dim: int) -> int | None:
+        return int(state[key].shape[dim]) if key in state and state[key].dim() > dim else None
+
+    pointnet = sorted((key for key in state if re.fullmatch(r"layers\.\d+\.conv\.weight", key)),
+                      key=lambda key: int(key.split(".")[1]))
+    if "classifier.weight" in state and "category.conv.weight" in state:
+        return {"name": "dgcnn_partseg", "num_parts": shape("classifier.weight", 0),
+                "num_categories": shape("category.conv.weight", 1), "emb_dims": shape("embed.conv.weight", 0)}
+    if "classifier.weight" in state:
+        return {"name": "dgcnn_semseg", "num_classes": shape("classifier.weight", 0),
+                "emb_dims": shape("embed.conv.weight", 0), "in_channels": (shape("edge1.conv.weight", 1) or 18) // 2}
+    if "transform_net.embed.conv.weight" in state:
+        return {"name": "dgcnn_partseg_encoder", "emb_dims": shape("embed.conv.weight", 0)}
+    if "edge4.conv.weight" in state:
+        return {"name": "dgcnn", "emb_dims": shape("embed.conv.weight", 0)}
+    if pointnet:
+        return {"name": "pointnet", "emb_dims": shape(pointnet[-1], 0)}
+    raise CheckpointError(f"no point model recognised in it ({len(state)} tensors, e.g. {next(iter(state), 'none')})")

@@ -12,6 +12,7 @@ import yaml
 from losses.weighting import WEIGHTERS
 from tasks.classification import ClassificationConfig
 from tasks.pretrain import PretrainConfig
+from tasks.classification_finetune import ClsFineTuneConfig
 from tasks.segmentation import PartSegConfig, SemSegConfig
 from utils.config import OneOf, PositiveInt, Range, build_part, choose, load_config, save_config
 from utils.errors import ConfigError
@@ -124,7 +125,7 @@ def test_unreadable_and_malformed_files(tmp_path):
 
 
 SCHEMAS = {"pretrain.yaml": PretrainConfig, "classification.yaml": ClassificationConfig,
-           "partseg.yaml": PartSegConfig, "semseg.yaml": SemSegConfig}
+           "partseg.yaml": PartSegConfig, "semseg.yaml": SemSegConfig, "finetune_dgcnn.yaml": ClsFineTuneConfig}
 
 
 def test_every_shipped_config_loads_against_its_scripts_schema():

@@ -528,6 +528,7 @@ def _signal_when(monkeypatch, owner, name, signum, times=1, only=None):
 
 
 def signal_cases() -> list[Case]:
+    import tasks.finetune as finetune
     import tasks.segmentation as seg
     import utils.checkpoint
     import utils.signals
@@ -546,7 +547,7 @@ def signal_cases() -> list[Case]:
              setup=lambda ctx, mp: (mp.setattr(utils.signals, "SAME_REQUEST_SECONDS", 0),  # not one request twice
                                     _signal_when(mp, utils.checkpoint.torch, "save", signal.SIGTERM, times=2))),
         Case("partseg:SIGINT before training", "partseg", [], ("interrupted by SIGINT",), code=130,
-             setup=lambda ctx, mp: _signal_when(mp, seg, "initial_weights", signal.SIGINT)),
+             setup=lambda ctx, mp: _signal_when(mp, finetune, "initial_weights", signal.SIGINT)),
         Case("cls:SIGTERM during feature extraction", "cls", ["--random-init"], ("interrupted by SIGTERM",),
              code=143, setup=lambda ctx, mp: _signal_when(mp, classification_main, "evaluate_dataset",
                                                         signal.SIGTERM)),

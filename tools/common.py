@@ -1,7 +1,8 @@
 """What the tools share: the checkpoint -> model function and the features file.
 
-`load_model` is the only code in tools/ that knows how checkpoints are laid out (which config keys name the
-architecture, which tensors betray it when there is no config). Everything else asks it.
+`load_model` is the only code in tools/ that reads a checkpoint's model: it takes the section from the
+checkpoint's config (or, without one, from `models.layouts.model_section_from_tensors`) and builds it through
+`models.build.build_model`. Everything else asks it.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
+import torch
 from torch import nn
 
-from models.dgcnn import DGCNN, DGCNNPartSeg, DGCNNPartSegEncoder, DGCNNSemSeg
-from models.pointnet import PointNet
-from models.layouts import convert_state_dict
+from models.build import build_model
+from models.layouts import convert_state_dict, model_section_from_tensors
 from tasks.encoders import load_pretrained_encoder
 from utils.checkpoint import load_checkpoint_file
 from utils.errors import CheckpointError, ConfigError, DataError
@@ -27,13 +28,16 @@ from utils.files import atomic_write, describe_os_error
 
 ENCODERS = ("dgcnn", "pointnet", "dgcnn_partseg_encoder")
 SEGMENTERS = ("dgcnn_partseg", "dgcnn_semseg")
+TASKS = {"embed": ENCODERS, "segment": SEGMENTERS, "classify": ("classifier",)}
+DEFAULT_K = {"dgcnn": 20, "dgcnn_partseg_encoder": 40, "dgcnn_partseg": 40, "dgcnn_semseg": 20}
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What `load_model` built. `outputs`: the feature width (encoders) or the number of classes (segmenters)."""
+    """What `load_model` built. `outputs`: the feature width (encoders) or the number of classes (segmenters,
+    classifiers)."""
 
-    architecture: str          # one of ENCODERS or SEGMENTERS
+    architecture: str          # one of ENCODERS, SEGMENTERS or "classifier"
     k: int | None              # neighbours of the kNN graphs (None: PointNet)
     emb_dims: int
     outputs: int
@@ -42,90 +46,98 @@ class ModelInfo:
     num_points: int | None     # points per cloud in the run that wrote the checkpoint, when it says
     layout: str                # the tensors' naming (utils.checkpoint.convert_state_dict)
     described_by: str          # "config" (the checkpoint's own) or "tensor shapes"
+    class_names: tuple[str, ...] | None = None  # a classifier's classes, in the order of its outputs
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
 
+def _section_from_config(model_cfg: Mapping, task: str) -> dict:
+    """The build_model section of what `task` needs, from a checkpoint's own `config.model`."""
+    name = model_cfg["name"]
+    if name == "adacrossnet":  # pretraining: only its point encoder, whatever the backbone
+        part = model_cfg.get("point_backbone")
+        if not isinstance(part, Mapping):  # written before backbones were sections: name, k at model level
+            old = model_cfg.get("point_backbone", "dgcnn")
+            part = {"name": {"dgcnn_partseg": "dgcnn_partseg_encoder"}.get(old, old),
+                    **{key: model_cfg[key] for key in ("k", "emb_dims") if key in model_cfg}}
+        return dict(part)
+    if name == "classifier" and task == "embed":
+        return dict(model_cfg["backbone"])
+    if name == "dgcnn_partseg" and task == "embed":
+        return {"name": "dgcnn_partseg_encoder", **{key: model_cfg[key] for key in ("k", "emb_dims") if key in model_cfg}}
+    return dict(model_cfg)
+
+
 def load_model(checkpoint: str | os.PathLike, task: str, *, k: int | None = None,
                emb_dims: int | None = None) -> tuple[nn.Module, ModelInfo]:
-    """The model a checkpoint holds, built and loaded, in eval mode without gradients.
+    """The model a checkpoint holds, built through `models.build.build_model` and loaded, in eval mode without
+    gradients.
 
     `task` "embed" returns a point encoder (B, N, 3) -> (B, F); "segment" a part- or semantic-segmentation
-    model. Understood: train.py checkpoints (`config.model`: name adacrossnet, point_backbone {name, k,
-    emb_dims}; `model`: the AdaCrossNet state), downstream fine-tuning checkpoints (`config.model`: name
-    dgcnn_partseg with num_parts / num_categories or dgcnn_semseg with num_classes, and k, emb_dims;
-    `config.data.num_points`; `model`: the PointSegmentation state, keys `model.*`), and
-    state_dicts without a config (CrossPoint / AdaCrossNet releases, bare encoders): the architecture then
-    follows from which tensors exist and their shapes, k from `k` or the model's default (DGCNN 20,
-    part-seg 40, sem-seg 20). `k` and `emb_dims` override the checkpoint. Every tensor of the returned model
-    must come from the checkpoint, else CheckpointError naming the file and what does not fit.
+    model; "classify" a fine-tuned classifier (B, N, 3) -> logits. The model comes from the checkpoint's own
+    `config.model` (train.py's pretraining, the downstream fine-tuning runs) or, for state_dicts without a
+    config (CrossPoint / AdaCrossNet releases, bare encoders), from its tensors
+    (`models.layouts.model_section_from_tensors`), k from `k` or the model's default (DGCNN 20, part-seg 40,
+    sem-seg 20). `k` and `emb_dims` override the checkpoint. Every tensor of the returned model must come from
+    the checkpoint, else CheckpointError naming the file and what does not fit.
     """
     path = Path(checkpoint)
     raw = load_checkpoint_file(path)
-    state, layout, _ = convert_state_dict(raw)
-    if state and all(key.startswith("model.") for key in state):  # a downstream run's PointSegmentation
-        state = {key[len("model."):]: value for key, value in state.items()}
     config = raw.get("config") if isinstance(raw.get("config"), Mapping) else {}
     model_cfg = config.get("model") if isinstance(config.get("model"), Mapping) else {}
-
-    def shape(key: str, dim: int) -> int | None:
-        return int(state[key].shape[dim]) if key in state and state[key].dim() > dim else None
-
+    _, layout, _ = convert_state_dict(raw)
     if "name" in model_cfg:
-        described_by = "config"
-        name = model_cfg["name"]
-        architecture = name
-        part = model_cfg
-        if name == "adacrossnet":  # pretraining: only its point encoder, whatever the backbone
-            part = model_cfg.get("point_backbone")
-            if not isinstance(part, Mapping):  # written before backbones were sections: name, k at model level
-                part = {**model_cfg, "name": {"dgcnn_partseg": "dgcnn_partseg_encoder"}.get(part, part)}
-            architecture = part.get("name")
-        k = k or part.get("k")
-        emb_dims = emb_dims or part.get("emb_dims")
-        classes = part.get("num_parts", part.get("num_classes"))
-        categories = part.get("num_categories")
+        described_by, section = "config", _section_from_config(model_cfg, task)
     else:
         described_by = "tensor shapes"
-        pointnet = sorted((key for key in state if key.startswith("layers.") and key.endswith(".conv.weight")),
-                          key=lambda key: int(key.split(".")[1]))
-        if "classifier.weight" in state:
-            architecture = "dgcnn_partseg" if "category.conv.weight" in state else "dgcnn_semseg"
-        elif "transform_net.embed.conv.weight" in state:
-            architecture = "dgcnn_partseg_encoder"
-        elif "edge4.conv.weight" in state:
-            architecture = "dgcnn"
-        elif pointnet:
-            architecture = "pointnet"
-        else:
-            raise CheckpointError(f"{path}: no point model recognised in it ({layout} layout, {len(state)} tensors, "
-                                  f"e.g. {next(iter(state), 'none')})")
-        emb_dims = emb_dims or shape(pointnet[-1] if architecture == "pointnet" else "embed.conv.weight", 0)
-        classes, categories = shape("classifier.weight", 0), shape("category.conv.weight", 1)
-    if architecture == "dgcnn_partseg" and task == "embed":
-        architecture = "dgcnn_partseg_encoder"
-    wanted = ENCODERS if task == "embed" else SEGMENTERS
-    if architecture not in wanted:
-        raise CheckpointError(
-            f"{path}: holds a {architecture} model; " + (
-                "a semantic-segmentation model gives no per-cloud feature: embed with a pretrained encoder"
-                if task == "embed" else
-                "that is an encoder without a segmentation head: fine-tune it first (python -m "
-                "downstream.segmentation.main_partseg or main_semseg) and segment with that run's best.pt"))
-    k = k or (40 if architecture.startswith("dgcnn_partseg") else 20)
-    in_channels = (shape("edge1.conv.weight", 1) or 18) // 2 if architecture == "dgcnn_semseg" else 3
-    build: dict[str, Callable[[], nn.Module]] = {
-        "dgcnn": lambda: DGCNN(k=k, emb_dims=emb_dims),
-        "pointnet": lambda: PointNet(emb_dims=emb_dims),
-        "dgcnn_partseg_encoder": lambda: DGCNNPartSegEncoder(k=k, emb_dims=emb_dims),
-        "dgcnn_partseg": lambda: DGCNNPartSeg(num_parts=classes, num_categories=categories, k=k, emb_dims=emb_dims),
-        "dgcnn_semseg": lambda: DGCNNSemSeg(num_classes=classes, k=k, emb_dims=emb_dims, in_channels=in_channels),
-    }
-    if not emb_dims or (task == "segment" and not classes) or (architecture == "dgcnn_partseg" and not categories):
-        raise CheckpointError(f"{path}: cannot tell the size of its {architecture} model (emb_dims {emb_dims}, "
-                              f"classes {classes}, categories {categories})")
-    model = build[architecture]()
+        state = convert_state_dict(raw)[0]
+        if state and all(key.startswith("model.") for key in state):  # a downstream run's task wrapper
+            state = {key[len("model."):]: value for key, value in state.items()}
+        try:
+            section = model_section_from_tensors(state)
+        except CheckpointError as error:
+            raise CheckpointError(f"{path}: {error} ({layout} layout)") from None
+        if section["name"] == "dgcnn_partseg" and task == "embed":
+            section = {"name": "dgcnn_partseg_encoder", "emb_dims": section["emb_dims"]}
+    architecture = section["name"]
+    if architecture not in TASKS[task]:
+        raise CheckpointError(f"{path}: holds a {architecture} model; " + {
+            "embed": "a semantic-segmentation model gives no per-cloud feature: embed with a pretrained encoder",
+            "segment": "that is not a segmentation model: fine-tune it first (python -m "
+                       "downstream.segmentation.main_partseg or main_semseg) and segment with that run's best.pt",
+            "classify": "that is not a fine-tuned classifier: fine-tune one (python -m "
+                        "downstream.classification.main_finetune), or label with a reference set (--reference)",
+        }[task])
+    backbone = section["backbone"] if architecture == "classifier" else section
+    if architecture != "pointnet" and backbone.get("name") != "pointnet":
+        backbone["k"] = k or backbone.get("k") or DEFAULT_K[backbone["name"]]
+    if emb_dims:
+        backbone["emb_dims"] = emb_dims
+    in_channels = section.pop("in_channels", 9 if architecture == "dgcnn_semseg" else 3)
+    if not backbone.get("emb_dims") and described_by == "tensor shapes":
+        raise CheckpointError(f"{path}: cannot tell the size of its {architecture} model from its tensors")
+    try:
+        model = build_model(section, *((in_channels,) if architecture == "dgcnn_semseg" else ()))
+    except ConfigError as error:
+        raise CheckpointError(f"{path}: its model config does not build ({error})") from None
+    if architecture == "classifier":
+        _load_whole(model, raw, path)
+    else:
+        _load_encoder(model, raw, path, architecture, backbone)
+    model.eval().requires_grad_(False)
+    net = model.backbone if architecture == "classifier" else model
+    outputs = {"embed": lambda: model.out_dim, "segment": lambda: section.get("num_parts", section.get("num_classes")),
+               "classify": lambda: section["num_classes"]}[task]()
+    num_points = config.get("data", {}).get("num_points") if isinstance(config.get("data"), Mapping) else None
+    names = tuple(model.class_names) if architecture == "classifier" and model.class_names else None
+    return model, ModelInfo(architecture, getattr(net, "k", None), getattr(net, "emb_dims", backbone.get("emb_dims")),
+                            outputs, in_channels, section.get("num_categories"), num_points, layout, described_by,
+                            names)
+
+
+def _load_encoder(model: nn.Module, raw: Mapping, path: Path, architecture: str, section: Mapping) -> None:
+    """Layer-wise load (models.layouts) of any supported layout; every tensor of `model` must be found."""
     try:
         report = load_pretrained_encoder(model, raw, log=None)
     except CheckpointError as error:
@@ -134,14 +146,20 @@ def load_model(checkpoint: str | os.PathLike, task: str, *, k: int | None = None
         layers = sorted({key.rsplit(".", 2)[0] for key in report.missing})
         mismatch = (f"; e.g. {report.mismatched[0][0]} is {report.mismatched[0][1]} there, {report.mismatched[0][2]} "
                     f"here" if report.mismatched else "")
-        raise CheckpointError(f"{path}: does not fit {architecture} (k={k}, emb_dims={emb_dims}): "
-                              f"{', '.join(layers)} would keep random weights{mismatch}")
-    model.eval().requires_grad_(False)
-    outputs = model.out_dim if task == "embed" else classes
-    num_points = config.get("data", {}).get("num_points") if isinstance(config.get("data"), Mapping) else None
-    return model, ModelInfo(architecture, None if architecture == "pointnet" else k, emb_dims, outputs,
-                            in_channels, categories if architecture == "dgcnn_partseg" else None, num_points,
-                            layout, described_by)
+        raise CheckpointError(f"{path}: does not fit {architecture} (k={section.get('k')}, emb_dims="
+                              f"{section.get('emb_dims')}): {', '.join(layers)} would keep random weights{mismatch}")
+
+
+def _load_whole(model: nn.Module, raw: Mapping, path: Path) -> None:
+    """A fine-tuned classifier: the task wrapper's `model.*` tensors, all of them, by name."""
+    state = raw.get("model") if isinstance(raw.get("model"), Mapping) else raw
+    state = {key.removeprefix("module.").removeprefix("model."): value for key, value in state.items()
+             if isinstance(value, torch.Tensor)}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
+        raise CheckpointError(f"{path}: does not fit the classifier its config describes ({first})") from None
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -26,6 +26,7 @@ from downstream import common
 from engine.runtime import setup_runtime
 from engine.trainer import Evaluation
 from models.build import build_model
+from tasks import finetune
 from tasks import segmentation as seg
 from utils.config import Config, require_points_for_k
 from utils.errors import exit_on_user_error
@@ -49,13 +50,13 @@ def run(cfg: Config) -> dict:
     require_points_for_k("model.k", cfg.model.k, {"data.num_points": cfg.data.num_points})
     runtime = setup_runtime(cfg)
     module = seg.PointSegmentation(build_model(cfg.model), cfg.loss.label_smoothing, with_category=True)
-    report = seg.initial_weights(cfg, module.model, runtime)
+    report = finetune.initial_weights(cfg, module.model, runtime)
     data = cfg.data
     transform = ScaleShift() if data.augment else None
     train_set = ShapeNetPart(data.root, split=data.train_split, num_points=data.num_points, transform=transform,
                              seed=cfg.seed)
     test_set = ShapeNetPart(data.root, split="test", num_points=data.num_points)
-    test_loader = seg.eval_loader(test_set, cfg)
+    test_loader = finetune.eval_loader(test_set, cfg)
     selected_on_val = data.train_split == "train"
     tables = {}
 
@@ -68,11 +69,11 @@ def run(cfg: Config) -> dict:
         return {key: tables[key] for key in seg.PART_SEG_SCALARS}
 
     if selected_on_val:
-        val_loader = seg.eval_loader(ShapeNetPart(data.root, split="val", num_points=data.num_points), cfg)
+        val_loader = finetune.eval_loader(ShapeNetPart(data.root, split="val", num_points=data.num_points), cfg)
         evaluation = Evaluation(validate, test, "instance_miou")
     else:  # val is part of training: nothing is left to select on, the last epoch is tested
         evaluation = Evaluation(None, test, None)
-    result = seg.fine_tune(cfg, runtime, module, report, train_set, evaluation)
+    result = finetune.fine_tune(cfg, runtime, module, report, train_set, evaluation)
     if not runtime.is_main:
         return result["test"]
     full = {**result["test"], "per_category": tables["per_category"],

@@ -25,6 +25,7 @@ from downstream import common
 from engine.runtime import setup_runtime
 from engine.trainer import Evaluation
 from models.build import build_model
+from tasks import finetune
 from tasks import segmentation as seg
 from tasks.segmentation_metrics import SemSegMeter
 from utils import distributed
@@ -50,7 +51,7 @@ def run_area(cfg: Config) -> dict:
     require_points_for_k("model.k", cfg.model.k, {"data.num_points": cfg.data.num_points})
     runtime = setup_runtime(cfg)
     module = seg.PointSegmentation(build_model(cfg.model), cfg.loss.label_smoothing)
-    report = seg.initial_weights(cfg, module.model, runtime)
+    report = finetune.initial_weights(cfg, module.model, runtime)
     data = cfg.data
 
     def split(name: str):
@@ -58,7 +59,7 @@ def run_area(cfg: Config) -> dict:
                      val_fraction=data.val_fraction)
 
     train_set = split("train")
-    val_loader, test_loader = seg.eval_loader(split("val"), cfg), seg.eval_loader(split("test"), cfg)
+    val_loader, test_loader = finetune.eval_loader(split("val"), cfg), finetune.eval_loader(split("test"), cfg)
     if len(val_loader.dataset) == 0:
         raise ConfigError(f"data.val_fraction {data.val_fraction}: no validation rooms held out; raise it")
     tested = {}
@@ -70,7 +71,7 @@ def run_area(cfg: Config) -> dict:
         tested.update(seg.sem_seg_result(seg.score_sem_seg(m, test_loader, runtime, f"test (Area {data.test_area})")))
         return {k: tested[k] for k in SCALARS}
 
-    result = seg.fine_tune(cfg, runtime, module, report, train_set, Evaluation(validate, test, "miou"))
+    result = finetune.fine_tune(cfg, runtime, module, report, train_set, Evaluation(validate, test, "miou"))
     if not runtime.is_main:
         return result["test"]
     full = {**result["test"], **tested}
