@@ -1,4 +1,5 @@
-"""DGCNN (Wang et al., 2019): the classification encoder, the part- and semantic-segmentation models.
+"""DGCNN (Wang et al., 2019): the classification encoder, the part- and semantic-segmentation backbones and
+models.
 
 Points are `(B, N, C)` at the boundary and features stay channels-last inside. Every EdgeConv recomputes the
 kNN graph on its own input.
@@ -37,11 +38,13 @@ that only one block's edge activations exist at a time.
 State-dict layout (keys below each model's root)
 ------------------------------------------------
 `DGCNN`: `edge1..edge4.{conv.weight, bn.*}`, `embed.{conv.weight, bn.*}`.
-`DGCNNPartSeg`: `transform_net.{edge.{conv,bn,conv2,bn2}, embed, fc1.{linear,bn}, fc2.{linear,bn}, transform}`,
-`edge1/edge2.{conv,bn,conv2,bn2}`, `edge3.{conv,bn}`, `embed`, then the head `category`, `seg1`, `seg2`,
-`seg3` (`conv`, `bn`) and `classifier.weight`. `DGCNNSemSeg`: `edge1`, `edge2`, `edge3`, `embed`, `seg1`,
-`seg2`, `classifier`. Blocks with the same role share a name across models (edge2 is the EdgeConv over the
-64-d features of block 1 everywhere), so an encoder loads into another model wherever the shapes agree.
+`DGCNNPartSegEncoder`: `transform_net.{edge.{conv,bn,conv2,bn2}, embed, fc1.{linear,bn}, fc2.{linear,bn},
+transform}`, `edge1/edge2.{conv,bn,conv2,bn2}`, `edge3.{conv,bn}`, `embed`. `DGCNNSemSegEncoder`: `edge1`,
+`edge2`, `edge3`, `embed`. The segmentation models are backbone + head (models/segmenter.py):
+`DGCNNPartSeg`: `backbone.*` (a DGCNNPartSegEncoder), `head.{category, seg1, seg2, seg3, classifier}`;
+`DGCNNSemSeg`: `backbone.*` (a DGCNNSemSegEncoder), `head.{seg1, seg2, classifier}`. Blocks with the same role
+share a name across backbones (edge2 is the EdgeConv over the 64-d features of block 1 everywhere), so an
+encoder loads into another model's backbone wherever the shapes agree.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 from models.common import NEGATIVE_SLOPE, LinearBN, PointConv, check_points
+from models.segmenter import PartSegHead, PartSegmenter, SemSegHead, SemSegmenter
 from utils.config import Fraction, PositiveInt
 
 _KNN_BLOCK = 1 << 25  # elements of the (b, N, N) distance block kept at once on a GPU
@@ -432,17 +436,27 @@ class DGCNN(nn.Module):
         self.edge3 = EdgeConv(64, 128)
         self.edge4 = EdgeConv(128, 256)
         self.embed = PointConv(512, emb_dims)
-        self.out_dim = 2 * emb_dims
+        self.out_dim, self.point_dim = 2 * emb_dims, 512
 
-    def forward(self, points: torch.Tensor) -> torch.Tensor:
+    @property
+    def shared_weight(self) -> nn.Parameter:
+        """The last layer every output depends on (GradNorm measures the losses' gradients there)."""
+        return self.embed.conv.weight
+
+    def features(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, N, C) -> global feature (B, 2*emb_dims) and per-point features (B, N, 512): the four EdgeConvs'."""
         check_points(points, self.in_channels, "DGCNN", self.k)
         x, features = points, []
         for edge in (self.edge1, self.edge2, self.edge3, self.edge4):
             x = edge(x, knn(x, self.k))
             features.append(x)
-        x = self.embed(torch.cat(features, dim=-1))
+        local = torch.cat(features, dim=-1)
+        x = self.embed(local)
         # amax: 4x faster than max(dim=1).values over channels-last (B, N, C), which also finds indices
-        return torch.cat((x.amax(dim=1), x.mean(dim=1)), dim=-1)
+        return torch.cat((x.amax(dim=1), x.mean(dim=1)), dim=-1), local
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        return self.features(points)[0]
 
 
 class TransformNet(nn.Module):
@@ -469,21 +483,26 @@ class TransformNet(nn.Module):
 
 
 class DGCNNPartSegEncoder(nn.Module):
-    """The part-segmentation DGCNN without its head: (B, N, 3) -> (B, emb_dims) max-pooled global feature.
+    """The part-segmentation DGCNN's backbone: (B, N, 3) -> (B, emb_dims) max-pooled global feature; `features`
+    also gives the per-point features (B, N, 192).
 
-    This is the pretraining backbone `point_backbone.name: dgcnn_partseg_encoder` (head 1024 -> 1024 -> 256). Its keys are
-    exactly those of the same layers in `DGCNNPartSeg`, so a pretrained encoder loads there by name.
+    This is the pretraining backbone `point_backbone.name: dgcnn_partseg_encoder` (head 1024 -> 1024 -> 256), and
+    the backbone of `DGCNNPartSeg`, so a pretrained encoder loads there by name.
     """
 
     def __init__(self, *, k: PositiveInt = 40, emb_dims: PositiveInt = 1024):
         super().__init__()
-        self.k, self.emb_dims = k, emb_dims
+        self.k, self.emb_dims, self.in_channels = k, emb_dims, 3
         self.transform_net = TransformNet()
         self.edge1 = EdgeConv(3, 64, mid_channels=64)
         self.edge2 = EdgeConv(64, 64, mid_channels=64)
         self.edge3 = EdgeConv(64, 64)
         self.embed = PointConv(192, emb_dims)
-        self.out_dim = emb_dims
+        self.out_dim, self.point_dim = emb_dims, 192
+
+    @property
+    def shared_weight(self) -> nn.Parameter:
+        return self.embed.conv.weight
 
     def features(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, N, 3) -> global feature (B, emb_dims) and per-point features (B, N, 192)."""
@@ -495,89 +514,67 @@ class DGCNNPartSegEncoder(nn.Module):
         local = torch.cat((x1, x2, x3), dim=-1)
         return self.embed(local).max(dim=1).values, local
 
-    def encode(self, points: torch.Tensor) -> torch.Tensor:
-        """(B, N, 3) -> (B, emb_dims): the pretraining / linear-probe feature."""
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
         return self.features(points)[0]
 
-    def forward(self, points: torch.Tensor) -> torch.Tensor:
-        return self.encode(points)
 
-
-class DGCNNPartSeg(DGCNNPartSegEncoder):
-    """Part segmentation: forward(points (B, N, 3) float, category (B,) int64) -> logits (B, N, num_parts).
-
-    The encoder (`encode`, (B, N, 3) -> (B, emb_dims)) plus: category one-hot (16) -> 64; per point
-    [global emb_dims, category 64, local 192] = 1280 -> 256 -> 256 -> 128 -> num_parts, dropout after the
-    first two. The global part of the first layer is the same for every point of a cloud and is computed
-    once per cloud. Logits are channels-last like every other tensor at a model boundary.
-    """
-
-    def __init__(self, *, num_parts: PositiveInt = 50, num_categories: PositiveInt = 16, k: PositiveInt = 40,
-                 emb_dims: PositiveInt = 1024, dropout: Fraction = 0.5):
-        super().__init__(k=k, emb_dims=emb_dims)
-        self.num_parts, self.num_categories = num_parts, num_categories
-        self.category = PointConv(num_categories, 64)
-        self.seg1 = PointConv(emb_dims + 64 + 192, 256)
-        self.dropout1 = nn.Dropout(dropout)
-        self.seg2 = PointConv(256, 256)
-        self.dropout2 = nn.Dropout(dropout)
-        self.seg3 = PointConv(256, 128)
-        self.classifier = nn.Conv1d(128, num_parts, kernel_size=1, bias=False)
-
-    def forward(self, points: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
-        batch = points.shape[0] if isinstance(points, torch.Tensor) else -1
-        if (not isinstance(category, torch.Tensor) or category.shape != (batch,)
-                or category.is_floating_point() or category.is_complex()):
-            got = (f"{tuple(category.shape)} {category.dtype}" if isinstance(category, torch.Tensor)
-                   else type(category).__name__)
-            raise ValueError(f"DGCNNPartSeg: expected category of shape (B,) = ({batch},) int64, got {got}")
-        if category.numel() and (int(category.min()) < 0 or int(category.max()) >= self.num_categories):
-            raise ValueError(f"DGCNNPartSeg: category ids must lie in [0, {self.num_categories}), "
-                             f"got [{int(category.min())}, {int(category.max())}]")
-        glob, local = self.features(points)
-        cat = self.category(F.one_hot(category.long(), self.num_categories).to(glob.dtype))
-        per_cloud = torch.cat((glob, cat), dim=-1)
-        w = self.seg1.conv.weight.flatten(1)
-        g = per_cloud.shape[-1]
-        x = self.seg1.norm_act(F.linear(local, w[:, g:]) + F.linear(per_cloud, w[:, :g]).unsqueeze(1))
-        x = self.seg3(self.dropout2(self.seg2(self.dropout1(x))))
-        return F.linear(x, self.classifier.weight.flatten(1))
-
-
-class DGCNNSemSeg(nn.Module):
-    """Semantic segmentation (S3DIS): points (B, N, in_channels) -> logits (B, N, num_classes).
+class DGCNNSemSegEncoder(nn.Module):
+    """The semantic-segmentation DGCNN's backbone: (B, N, in_channels) -> (B, emb_dims); `features` also gives the
+    per-point features (B, N, 192).
 
     The first graph is built on the last three channels (6:9 = room-normalised xyz for S3DIS's 9 channels)
-    while its edge features use all channels. EdgeConvs 64/64 (two convs each) and 64; Conv1d 192 ->
-    emb_dims max-pooled; per point [global emb_dims, local 192] = 1216 -> 512 -> 256 -> num_classes, dropout
-    before the classifier.
+    while its edge features use all channels. EdgeConvs 64/64 (two convs each) and 64; Conv1d 192 -> emb_dims,
+    max-pooled.
     """
 
-    def __init__(self, in_channels: int = 9, *, num_classes: PositiveInt = 13, k: PositiveInt = 20,
-                 emb_dims: PositiveInt = 1024, dropout: Fraction = 0.5):
+    def __init__(self, in_channels: int = 9, *, k: PositiveInt = 20, emb_dims: PositiveInt = 1024):
         super().__init__()
         if in_channels < 3:
-            raise ValueError(f"DGCNNSemSeg: in_channels must be >= 3 (the graph uses the last three), "
+            raise ValueError(f"DGCNNSemSegEncoder: in_channels must be >= 3 (the graph uses the last three), "
                              f"got {in_channels}")
-        self.k, self.in_channels, self.num_classes = k, in_channels, num_classes
+        self.k, self.in_channels, self.emb_dims = k, in_channels, emb_dims
         self.edge1 = EdgeConv(in_channels, 64, mid_channels=64)
         self.edge2 = EdgeConv(64, 64, mid_channels=64)
         self.edge3 = EdgeConv(64, 64)
         self.embed = PointConv(192, emb_dims)
-        self.seg1 = PointConv(emb_dims + 192, 512)
-        self.seg2 = PointConv(512, 256)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Conv1d(256, num_classes, kernel_size=1, bias=False)
+        self.out_dim, self.point_dim = emb_dims, 192
 
-    def forward(self, points: torch.Tensor) -> torch.Tensor:
-        check_points(points, self.in_channels, "DGCNNSemSeg", self.k)
+    @property
+    def shared_weight(self) -> nn.Parameter:
+        return self.embed.conv.weight
+
+    def features(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        check_points(points, self.in_channels, type(self).__name__, self.k)
         x1 = self.edge1(points, knn(points[..., -3:], self.k))
         x2 = self.edge2(x1, knn(x1, self.k))
         x3 = self.edge3(x2, knn(x2, self.k))
         local = torch.cat((x1, x2, x3), dim=-1)
-        glob = self.embed(local).max(dim=1).values
-        w = self.seg1.conv.weight.flatten(1)
-        g = glob.shape[-1]
-        x = self.seg1.norm_act(F.linear(local, w[:, g:]) + F.linear(glob, w[:, :g]).unsqueeze(1))
-        x = self.dropout(self.seg2(x))
-        return F.linear(x, self.classifier.weight.flatten(1))
+        return self.embed(local).max(dim=1).values, local
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        return self.features(points)[0]
+
+
+class DGCNNPartSeg(PartSegmenter):
+    """DGCNN's part segmentation (Wang et al., 2019): `DGCNNPartSegEncoder` + `PartSegHead` (category one-hot
+    (16) -> 64; per point [global emb_dims, category 64, local 192] = 1280 -> 256 -> 256 -> 128 -> num_parts,
+    dropout after the first two). forward(points (B, N, 3), category (B,)) -> logits (B, N, num_parts)."""
+
+    def __init__(self, *, num_parts: PositiveInt = 50, num_categories: PositiveInt = 16, k: PositiveInt = 40,
+                 emb_dims: PositiveInt = 1024, dropout: Fraction = 0.5):
+        backbone = DGCNNPartSegEncoder(k=k, emb_dims=emb_dims)
+        super().__init__(backbone, PartSegHead(backbone.out_dim, backbone.point_dim, num_parts, num_categories,
+                                               dropout=dropout))
+        self.k = k
+
+
+class DGCNNSemSeg(SemSegmenter):
+    """DGCNN's semantic segmentation (S3DIS): `DGCNNSemSegEncoder` + `SemSegHead` (per point [global emb_dims,
+    local 192] = 1216 -> 512 -> 256 -> num_classes, dropout before the classifier).
+    forward(points (B, N, in_channels)) -> logits (B, N, num_classes)."""
+
+    def __init__(self, in_channels: int = 9, *, num_classes: PositiveInt = 13, k: PositiveInt = 20,
+                 emb_dims: PositiveInt = 1024, dropout: Fraction = 0.5):
+        backbone = DGCNNSemSegEncoder(in_channels, k=k, emb_dims=emb_dims)
+        super().__init__(backbone, SemSegHead(backbone.out_dim, backbone.point_dim, num_classes, dropout=dropout))
+        self.k, self.in_channels = k, in_channels

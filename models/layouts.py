@@ -1,22 +1,24 @@
 """The ancestors' checkpoint layouts, next to the models they describe, and layer-wise loading into our models.
 
 `convert_state_dict` maps a loaded checkpoint of any supported layout into our key space:
-  * our training checkpoints (`{"model": state_dict, ...}` as engine/trainer.py writes them) and AdaCrossNet
-    state_dicts: the tensors under `point_encoder.` are taken, everything else (heads, image encoders,
-    the objective) is left out;
-  * our fine-tuned classifiers (models/classifier.py): the tensors under `backbone.`;
-  * our segmentation checkpoints and bare encoder state_dicts (keys already in our key space);
+  * our training checkpoints (`{"model": state_dict, ...}` as engine/trainer.py writes them): pretraining's
+    `point_encoder.*` and heads, a task model's `backbone.*` and `head.*` (models/classifier.py,
+    models/segmenter.py), bare backbones;
   * CrossPoint / CrossNet / AdaCrossNet released state_dicts: the DGCNN classification encoder
     (`dgcnn_cls_best.pth`: `conv1.0.weight`, `conv1.1.*` plus the duplicate `bn1.*`, ... `conv5`,
-    `inv_head.{0,1,3}`, possibly the supervised `linear*/bn6/bn7`), `DGCNN_partseg` (`dgcnn_partseg_best.pth`,
-    with `transform_net.*`) and AdaCrossNet's `DGCNN_semseg`, optionally wrapped in `module.` (DataParallel).
-`load_encoder_state` loads such a state into DGCNN, DGCNNPartSeg(Encoder), DGCNNSemSeg or PointNet: a layer (a
-conv with its BatchNorm) loads when every one of its tensors finds a tensor of the same name and shape;
-nothing loads silently. The returned `LoadReport` lists what loaded, what kept its initial value, what the
-checkpoint holds that this model has no place for, and the shape mismatches.
+    `inv_head.{0,1,3}`, possibly the supervised `linear*/bn6/bn7`) into a bare DGCNN, `DGCNN_partseg`
+    (`dgcnn_partseg_best.pth`, with `transform_net.*`) and AdaCrossNet's `DGCNN_semseg` into `backbone.*` and
+    `head.*`, optionally wrapped in `module.` (DataParallel).
+`encoder_tensors` takes the point encoder's part of such a state. `load_encoder_state` loads it into a model's
+backbone (what fine-tuning and frozen features start from), `load_model_state` a whole model: a layer (a conv
+with its BatchNorm) loads when every one of its tensors finds a tensor of the same name and shape; nothing
+loads silently. The returned `LoadReport` lists what loaded, what kept its initial value, what the checkpoint
+holds that this model has no place for, and the shape mismatches. `model_section_from_tensors` tells the
+architecture of a checkpoint without a config.
 
-The block names on the right of the tables below are attributes of models/dgcnn.py and models/common.py:
-renaming a layer there means updating its row here (tests/test_checkpoint.py loads every layout).
+The block names on the right of the tables below are attributes of models/dgcnn.py, models/segmenter.py and
+models/common.py: renaming a layer there means updating its row here (tests/test_checkpoint.py loads every
+layout).
 """
 
 from __future__ import annotations
@@ -33,14 +35,17 @@ from utils.errors import CheckpointError
 # CrossPoint numbers its blocks conv1..convN, each nn.Sequential(Conv, BN, LeakyReLU) with the BN also held
 # as bnN. Where each of their convs lives in our models (its BN follows: edge1.conv -> edge1.bn, ...):
 _CROSSPOINT_CLS = {1: "edge1.conv", 2: "edge2.conv", 3: "edge3.conv", 4: "edge4.conv", 5: "embed.conv"}
-_CROSSPOINT_PARTSEG = {1: "edge1.conv", 2: "edge1.conv2", 3: "edge2.conv", 4: "edge2.conv2", 5: "edge3.conv",
-                       6: "embed.conv", 7: "category.conv", 8: "seg1.conv", 9: "seg2.conv", 10: "seg3.conv",
-                       11: "classifier"}
-_CROSSPOINT_SEMSEG = {1: "edge1.conv", 2: "edge1.conv2", 3: "edge2.conv", 4: "edge2.conv2", 5: "edge3.conv",
-                      6: "embed.conv", 7: "seg1.conv", 8: "seg2.conv", 9: "classifier"}
+_CROSSPOINT_PARTSEG = {1: "backbone.edge1.conv", 2: "backbone.edge1.conv2", 3: "backbone.edge2.conv",
+                       4: "backbone.edge2.conv2", 5: "backbone.edge3.conv", 6: "backbone.embed.conv",
+                       7: "head.category.conv", 8: "head.seg1.conv", 9: "head.seg2.conv", 10: "head.seg3.conv",
+                       11: "head.classifier"}
+_CROSSPOINT_SEMSEG = {1: "backbone.edge1.conv", 2: "backbone.edge1.conv2", 3: "backbone.edge2.conv",
+                      4: "backbone.edge2.conv2", 5: "backbone.edge3.conv", 6: "backbone.embed.conv",
+                      7: "head.seg1.conv", 8: "head.seg2.conv", 9: "head.classifier"}
 # Their Transform_Net: conv1, conv2 on edges, conv3 (BN 1024), then linear1 with the BN *re-bound* to bn3
 # (512, replacing the 1024 one as an attribute only), linear2 with bn4, transform.
-_CROSSPOINT_TRANSFORM = {1: "transform_net.edge.conv", 2: "transform_net.edge.conv2", 3: "transform_net.embed.conv"}
+_CROSSPOINT_TRANSFORM = {1: "backbone.transform_net.edge.conv", 2: "backbone.transform_net.edge.conv2",
+                         3: "backbone.transform_net.embed.conv"}
 _TRANSFORM_RENAMES = {"linear1.": "fc1.linear.", "bn3.": "fc1.bn.", "linear2.": "fc2.linear.", "bn4.": "fc2.bn.",
                       "transform.": "transform."}
 _WRAPPER_KEYS = ("model", "state_dict", "model_state_dict", "model_state", "net")
@@ -76,7 +81,7 @@ def _convert_crosspoint(state: Mapping[str, torch.Tensor], table: Mapping[int, s
                 out[key] = value  # not the alias it should be: keep it visible as unexpected
         elif prefix == "transform_net." and any(rest.startswith(old) for old in _TRANSFORM_RENAMES):
             old = next(old for old in _TRANSFORM_RENAMES if rest.startswith(old))
-            out[f"transform_net.{_TRANSFORM_RENAMES[old]}{rest[len(old):]}"] = value
+            out[f"backbone.transform_net.{_TRANSFORM_RENAMES[old]}{rest[len(old):]}"] = value
         elif rest.startswith("inv_head."):
             out[f"point_head.{rest[len('inv_head.'):]}"] = value
         else:
@@ -84,12 +89,12 @@ def _convert_crosspoint(state: Mapping[str, torch.Tensor], table: Mapping[int, s
     return out
 
 
-def convert_state_dict(obj: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], str, int]:
-    """A loaded checkpoint of any supported layout -> (tensors in our key space, layout name, tensors left out).
+def convert_state_dict(obj: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], str]:
+    """A loaded checkpoint of any supported layout -> (its tensors in our key space, the layout's name).
 
-    Layouts: "ours" (keys as our models name them), "adacrossnet" (our model/training checkpoint: only
-    `point_encoder.*` is kept), "classifier" (a fine-tuned classifier: only `backbone.*` is kept),
-    "crosspoint-cls", "crosspoint-partseg", "crosspoint-semseg".
+    Layouts: "ours" (keys as our models name them: bare backbones, `backbone.*` / `head.*` task models, possibly
+    under a task wrapper's `model.`), "adacrossnet" (our pretraining model: `point_encoder.*` and heads),
+    "crosspoint-cls" (-> a bare DGCNN), "crosspoint-partseg", "crosspoint-semseg" (-> `backbone.*`, `head.*`).
     """
     for wrapper in _WRAPPER_KEYS:
         inner = obj.get(wrapper) if isinstance(obj, Mapping) else None
@@ -102,19 +107,27 @@ def convert_state_dict(obj: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor],
             while key.startswith(("module.", "_orig_mod.")):
                 key = key.split(".", 1)[1]
             state[key.replace("._orig_mod.", ".")] = value
-    for marker, layout in (("point_encoder.", "adacrossnet"), ("backbone.", "classifier")):
-        encoder_keys = {k: v for k, v in state.items() if k.startswith(marker) or f".{marker}" in k}
-        if encoder_keys:
-            kept = {k.rsplit(marker, 1)[1]: v for k, v in encoder_keys.items()}
-            return kept, layout, len(state) - len(kept)
+    if any("point_encoder." in k for k in state):
+        return state, "adacrossnet"
     if not any(re.fullmatch(r"(transform_net\.)?conv\d+\.0\.weight", k) for k in state):
-        return state, "ours", 0
+        return state, "ours"
     if any(k.startswith("transform_net.") for k in state):
         out = _convert_crosspoint(state, _CROSSPOINT_TRANSFORM, prefix="transform_net.")
-        return _convert_crosspoint(state, _CROSSPOINT_PARTSEG, out=out), "crosspoint-partseg", 0
+        return _convert_crosspoint(state, _CROSSPOINT_PARTSEG, out=out), "crosspoint-partseg"
     if "conv6.0.weight" in state:
-        return _convert_crosspoint(state, _CROSSPOINT_SEMSEG), "crosspoint-semseg", 0
-    return _convert_crosspoint(state, _CROSSPOINT_CLS), "crosspoint-cls", 0
+        return _convert_crosspoint(state, _CROSSPOINT_SEMSEG), "crosspoint-semseg"
+    return _convert_crosspoint(state, _CROSSPOINT_CLS), "crosspoint-cls"
+
+
+def encoder_tensors(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
+    """The point encoder's tensors of a converted state, under the encoder's own names, and how many tensors
+    were left out (heads, image encoders, the objective): those under `point_encoder.` (pretraining) or
+    `backbone.` (a task model), or the whole state when it names neither (a bare encoder)."""
+    for marker in ("point_encoder.", "backbone."):
+        found = {k.split(marker, 1)[1]: v for k, v in state.items() if k.startswith(marker) or f".{marker}" in k}
+        if found:
+            return found, len(state) - len(found)
+    return dict(state), 0
 
 
 # ------------------------------------------------------------------------------------------- loading
@@ -175,26 +188,50 @@ class LoadReport:
         return self.summary()
 
 
+def backbone_of(module: nn.Module) -> nn.Module:
+    """The point encoder of a model: an AdaCrossNet's `point_encoder`, a task model's `backbone`, or the module
+    itself (a bare backbone)."""
+    for name in ("point_encoder", "backbone"):
+        if isinstance(getattr(module, name, None), nn.Module):
+            return getattr(module, name)
+    return module
+
+
 def load_encoder_state(module: nn.Module, obj: Mapping[str, Any], name: str = "<state_dict>", *,
                        log: Callable[[str], None] | None = print) -> LoadReport:
     """Load a pretrained point encoder (a loaded checkpoint dict or a state_dict; `name` says where it came
-    from) into `module`.
+    from) into `module`'s backbone (`backbone_of`): what fine-tuning and frozen features start from. A task
+    model's head keeps its initial values; the checkpoint's own heads are left out.
 
-    `module`: DGCNN, DGCNNPartSeg(Encoder), DGCNNSemSeg, PointNet, or an AdaCrossNet (its point_encoder).
     A layer loads only as a whole: every tensor of a conv and its BatchNorm must exist in the checkpoint under
     the same name with the same shape. Returns the LoadReport (also passed to `log` unless log is None).
-    Raises CheckpointError when nothing in it fits the module.
+    Raises CheckpointError when nothing in it fits the backbone.
     """
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{name}: expected a checkpoint dict or a state_dict, got {type(obj).__name__}")
-    target_module = module.point_encoder if isinstance(getattr(module, "point_encoder", None), nn.Module) else module
-    state, layout, left_out = convert_state_dict(obj)
+    state, layout = convert_state_dict(obj)
+    encoder, left_out = encoder_tensors(state)
+    return _load_layers(backbone_of(module), encoder, name, layout, left_out, log)
+
+
+def load_model_state(module: nn.Module, obj: Mapping[str, Any], name: str = "<state_dict>", *,
+                     log: Callable[[str], None] | None = print) -> LoadReport:
+    """Load a whole model (backbone and head; any supported layout) into `module`, layer by layer as
+    load_encoder_state does: the tools' segmentation and classification models, CrossPoint's full releases."""
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{name}: expected a checkpoint dict or a state_dict, got {type(obj).__name__}")
+    state, layout = convert_state_dict(obj)
+    return _load_layers(module, state, name, layout, 0, log)
+
+
+def _load_layers(target_module: nn.Module, state: dict, name: str, layout: str, left_out: int,
+                 log: Callable[[str], None] | None) -> LoadReport:
     if not state:
         raise CheckpointError(f"{name}: holds no tensors")
     target = target_module.state_dict()
     prefixes = {key.split(".", 1)[0] for key in state}
     if not set(state) & set(target) and len(prefixes) == 1 and all("." in key for key in state):
-        state = {key.split(".", 1)[1]: value for key, value in state.items()}  # e.g. a wrapper's "model."
+        state = {key.split(".", 1)[1]: value for key, value in state.items()}  # e.g. a task wrapper's "model."
     report = LoadReport(type(target_module).__name__, name, layout, left_out=left_out)
 
     by_layer: dict[str, list[str]] = {}
@@ -226,25 +263,32 @@ def load_encoder_state(module: nn.Module, obj: Mapping[str, Any], name: str = "<
 
 # ------------------------------------------------------------------------------------------- inference
 def model_section_from_tensors(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-    """The `models.build.build_model` section of the point model that a state_dict in our key space (after
-    convert_state_dict) holds, for checkpoints without a config (CrossPoint / AdaCrossNet releases, bare
-    encoders): the architecture from which tensors exist, the widths from their shapes. k is not in the tensors:
-    the model's default is left in place. CheckpointError when no point model is recognised."""
-    def shape(key: str, dim: int) -> int | None:
-        return int(state[key].shape[dim]) if key in state and state[key].dim() > dim else None
+    """The `models.build.build_model` section of the point model that a converted state (convert_state_dict)
+    holds, for checkpoints without a config (CrossPoint / AdaCrossNet releases, bare encoders): the
+    architecture from which tensors exist, the widths from their shapes. k is not in the tensors: the model's
+    default is left in place. CheckpointError when no point model is recognised."""
+    encoder, _ = encoder_tensors(state)
+    head = {k.split("head.", 1)[1]: v for k, v in state.items() if k.startswith("head.") or ".head." in k}
 
-    pointnet = sorted((key for key in state if re.fullmatch(r"layers\.\d+\.conv\.weight", key)),
+    def shape(tensors: Mapping[str, torch.Tensor], key: str, dim: int) -> int | None:
+        return int(tensors[key].shape[dim]) if key in tensors and tensors[key].dim() > dim else None
+
+    emb_dims = shape(encoder, "embed.conv.weight", 0)
+    pointnet = sorted((key for key in encoder if re.fullmatch(r"layers\.\d+\.conv\.weight", key)),
                       key=lambda key: int(key.split(".")[1]))
-    if "classifier.weight" in state and "category.conv.weight" in state:
-        return {"name": "dgcnn_partseg", "num_parts": shape("classifier.weight", 0),
-                "num_categories": shape("category.conv.weight", 1), "emb_dims": shape("embed.conv.weight", 0)}
-    if "classifier.weight" in state:
-        return {"name": "dgcnn_semseg", "num_classes": shape("classifier.weight", 0),
-                "emb_dims": shape("embed.conv.weight", 0), "in_channels": (shape("edge1.conv.weight", 1) or 18) // 2}
-    if "transform_net.embed.conv.weight" in state:
-        return {"name": "dgcnn_partseg_encoder", "emb_dims": shape("embed.conv.weight", 0)}
-    if "edge4.conv.weight" in state:
-        return {"name": "dgcnn", "emb_dims": shape("embed.conv.weight", 0)}
+    if "classifier.weight" in head and "category.conv.weight" in head:
+        return {"name": "dgcnn_partseg", "num_parts": shape(head, "classifier.weight", 0),
+                "num_categories": shape(head, "category.conv.weight", 1), "emb_dims": emb_dims}
+    if "classifier.weight" in head:
+        return {"name": "dgcnn_semseg", "num_classes": shape(head, "classifier.weight", 0), "emb_dims": emb_dims,
+                "in_channels": (shape(encoder, "edge1.conv.weight", 1) or 18) // 2}
+    if "transform_net.embed.conv.weight" in encoder:
+        return {"name": "dgcnn_partseg_encoder", "emb_dims": emb_dims}
+    if "edge4.conv.weight" in encoder:
+        return {"name": "dgcnn", "emb_dims": emb_dims}
+    if "edge3.conv.weight" in encoder and "edge1.conv2.weight" in encoder:
+        return {"name": "dgcnn_semseg_encoder", "emb_dims": emb_dims,
+                "in_channels": shape(encoder, "edge1.conv.weight", 1) // 2}
     if pointnet:
-        return {"name": "pointnet", "emb_dims": shape(pointnet[-1], 0)}
+        return {"name": "pointnet", "emb_dims": shape(encoder, pointnet[-1], 0)}
     raise CheckpointError(f"no point model recognised in it ({len(state)} tensors, e.g. {next(iter(state), 'none')})")

@@ -18,7 +18,7 @@ from engine.runtime import RunConfig, Runtime
 from engine.trainer import LAST_CHECKPOINT, Evaluation, Trainer
 from models.layouts import LoadReport
 from tasks.encoders import load_encoder_weights, report_dict
-from utils.config import Range
+from utils.config import Range, require_points_for_k
 from utils.files import write_json
 from utils.signals import WorkerLoader
 
@@ -50,6 +50,15 @@ def check_label_smoothing(value: float) -> float:
     if not 0.0 <= value < 0.5:
         raise ValueError(f"label_smoothing {value}: expected a value in [0, 0.5)")
     return float(value)
+
+
+def check_points_for_k(cfg) -> None:
+    """ConfigError unless data.num_points covers the kNN graphs' k, wherever the model section keeps it (a
+    published model's `model.k`, a composed model's `model.backbone.k`)."""
+    if "k" in cfg.model:
+        require_points_for_k("model.k", cfg.model.k, {"data.num_points": cfg.data.num_points})
+    elif "k" in cfg.model.get("backbone", {}):
+        require_points_for_k("model.backbone.k", cfg.model.backbone.k, {"data.num_points": cfg.data.num_points})
 
 
 def eval_loader(dataset, cfg) -> DataLoader:

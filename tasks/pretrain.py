@@ -67,7 +67,10 @@ class ContrastivePretraining(nn.Module):
     def __init__(self, model: nn.Module, objective: PretrainObjective):
         super().__init__()
         self.model, self.objective = model, objective
-        objective.weighter.attach({"head": last_weight(model.point_head), "encoder": last_weight(model.point_encoder)})
+        # the layers GradNorm measures the losses' gradients at: the point head's output layer, and the one the
+        # backbone names as the last that every output depends on
+        objective.weighter.attach({"head": [model.point_head[-1].weight],
+                                   "encoder": [model.point_encoder.shared_weight]})
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         return self.objective(self.model(batch["points1"], batch["points2"], batch["image"], batch.get("gray")))
@@ -87,12 +90,6 @@ class ContrastivePretraining(nn.Module):
     @property
     def encoder(self) -> nn.Module:
         return self.model.point_encoder
-
-
-def last_weight(module: nn.Module) -> list[torch.Tensor]:
-    """The weight of `module`'s last layer: its last parameter of two or more dimensions (our models register
-    their layers in the order they run; BatchNorm parameters are vectors)."""
-    return [[p for p in module.parameters() if p.dim() >= 2][-1]]
 
 
 class SvmMonitor:

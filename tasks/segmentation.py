@@ -38,7 +38,9 @@ class PartSegData:
 @dataclass
 class PartSegConfig(FineTuneConfig):
     out: str = "runs/partseg"
-    model: dict = choose({"dgcnn_partseg": SEGMENTATION_MODELS["dgcnn_partseg"]}, "dgcnn_partseg")
+    # dgcnn_partseg: DGCNN's model; part_segmenter: its head on any backbone (model.backbone.name)
+    model: dict = choose({name: SEGMENTATION_MODELS[name] for name in ("dgcnn_partseg", "part_segmenter")},
+                         "dgcnn_partseg")
     data: PartSegData = field(default_factory=PartSegData)
 
 
@@ -54,7 +56,9 @@ class SemSegData:
 @dataclass
 class SemSegConfig(FineTuneConfig):
     out: str = "runs/semseg"
-    model: dict = choose({"dgcnn_semseg": SEGMENTATION_MODELS["dgcnn_semseg"]}, "dgcnn_semseg")
+    # dgcnn_semseg: DGCNN's model; sem_segmenter: its head on any backbone (model.backbone.name)
+    model: dict = choose({name: SEGMENTATION_MODELS[name] for name in ("dgcnn_semseg", "sem_segmenter")},
+                         "dgcnn_semseg")
     data: SemSegData = field(default_factory=SemSegData)
 
 

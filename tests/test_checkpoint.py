@@ -18,6 +18,7 @@ from torch import nn
 
 from models.build import build_model
 from models.dgcnn import DGCNN, DGCNNPartSeg, DGCNNPartSegEncoder, DGCNNSemSeg
+from models.layouts import load_model_state
 from models.pointnet import PointNet
 from tests.test_edgeconv import oracle_graph_feature, oracle_knn, randomise_bn
 from tasks.encoders import load_pretrained_encoder
@@ -198,13 +199,19 @@ def test_crosspoint_partseg_checkpoint_loads_into_partseg(tmp_path):
     path = tmp_path / "partseg.t7"
     torch.save(state, path)
     ours = DGCNNPartSeg(num_parts=50, k=6, emb_dims=32)
-    report = load_pretrained_encoder(ours, path, log=None)
+    report = load_model_state(ours, load_checkpoint_file(path), str(path), log=None)  # the whole model
     assert report.layout == "crosspoint-partseg"
     assert report.missing == [] and report.mismatched == []
     assert {k.split(".")[0] for k in report.unexpected} == {"point_head"}
     points, category = cloud(points=20), torch.tensor([3, 15])
     with torch.no_grad():
         assert close(ours.eval()(points, category), theirs(points, category))
+    # fine-tuning starts from the backbone only: the head keeps its initial values
+    fresh = DGCNNPartSeg(num_parts=50, k=6, emb_dims=32)
+    head = {k: v.clone() for k, v in fresh.head.state_dict().items()}
+    report = load_pretrained_encoder(fresh, path, log=None)
+    assert report.model == "DGCNNPartSegEncoder" and report.missing == [] and report.unexpected == []
+    assert report.left_out > 0 and all(torch.equal(v, fresh.head.state_dict()[k]) for k, v in head.items())
 
 
 def test_crosspoint_partseg_pretrained_backbone(tmp_path):
@@ -212,20 +219,20 @@ def test_crosspoint_partseg_pretrained_backbone(tmp_path):
     theirs = randomised(CPPartSeg(pretrain=True))
     encoder = DGCNNPartSegEncoder(k=6, emb_dims=32)
     report = load_pretrained_encoder(encoder, theirs.state_dict(), log=None)
-    assert report.missing == [] and report.mismatched == []
-    assert {k.split(".")[0] for k in report.unexpected} == {"point_head", "bn7", "bn8", "bn9", "bn10"}
+    assert report.missing == [] and report.mismatched == [] and report.unexpected == []
+    assert report.left_out == sum(k.startswith(("inv_head.", "bn7", "bn8", "bn9", "bn10")) for k in theirs.state_dict())
     points = cloud(points=20)
     with torch.no_grad():
         assert close(encoder.eval()(points), theirs.features(points)[0])
     full = DGCNNPartSeg(k=6, emb_dims=32)
     report = load_pretrained_encoder(full, theirs.state_dict(), log=None)
-    assert {k.split(".")[0] for k in report.missing} == {"category", "seg1", "seg2", "seg3", "classifier"}
+    assert report.missing == [] and torch.equal(full.backbone.embed.conv.weight, encoder.embed.conv.weight)
 
 
 def test_crosspoint_semseg_checkpoint_loads_into_semseg():
     theirs = randomised(CPSemSeg())
     ours = DGCNNSemSeg(k=6, emb_dims=32)
-    report = load_pretrained_encoder(ours, theirs.state_dict(), log=None)
+    report = load_model_state(ours, theirs.state_dict(), log=None)
     assert report.layout == "crosspoint-semseg" and report.missing == [] and report.unexpected == []
     points = cloud(points=20, channels=9)
     with torch.no_grad():
@@ -264,8 +271,8 @@ def test_partseg_backbone_checkpoint_loads_into_partseg_by_name():
     model = build_model(dict(SMALL, point_backbone={"name": "dgcnn_partseg_encoder", "k": 6, "emb_dims": 32}))
     seg = DGCNNPartSeg(k=6, emb_dims=32)
     report = load_pretrained_encoder(seg, {"model": model.state_dict()}, log=None)
-    assert {k.split(".")[0] for k in report.missing} == {"category", "seg1", "seg2", "seg3", "classifier"}
-    assert report.unexpected == [] and report.mismatched == []
+    assert report.missing == [] and report.unexpected == [] and report.mismatched == []
+    assert torch.equal(seg.backbone.edge3.conv.weight, model.point_encoder.edge3.conv.weight)
 
 
 @pytest.mark.parametrize("target,loads,mismatched", [
@@ -280,12 +287,12 @@ def test_classification_encoder_into_segmentation_reports_what_loaded(target, lo
     assert {k.split(".")[0] for k in report.loaded} == loads
     assert mismatched <= {key for key, _, _ in report.mismatched}
     assert "edge4.conv.weight" in report.unexpected
-    assert {"seg1.conv.weight", "classifier.weight"} <= set(report.missing)
-    assert torch.equal(model.edge2.conv.weight, source.edge2.conv.weight)
-    assert torch.equal(model.edge2.bn.running_var, source.edge2.bn.running_var)
+    assert {"edge3.conv.weight", "embed.conv.weight"} <= set(report.missing)
+    assert torch.equal(model.backbone.edge2.conv.weight, source.edge2.conv.weight)
+    assert torch.equal(model.backbone.edge2.bn.running_var, source.edge2.bn.running_var)
     assert "shape mismatch" in report.summary() and "kept initial values" in report.summary()
     for name in loads:  # a layer loads whole or not at all: edge1 of semseg kept its own BN too
-        assert torch.equal(getattr(model, name).bn.weight, getattr(source, name).bn.weight)
+        assert torch.equal(getattr(model.backbone, name).bn.weight, getattr(source, name).bn.weight)
 
 
 def test_checkpoint_that_fits_nothing_is_an_error(tmp_path):

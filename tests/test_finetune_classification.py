@@ -60,7 +60,7 @@ def test_dgcnn_from_a_pretraining_checkpoint_loads_the_whole_backbone(synthetic_
     run(synthetic_root, again, *DGCNN, "optim.epochs=1", "train.max_steps_per_epoch=1", "--checkpoint",
         str(out / "best.pt"), config="configs/finetune_dgcnn.yaml")
     report = metrics_of(again)["load_report"]
-    assert report["layout"] == "classifier" and report["loaded_tensors"] == report["model_tensors"]
+    assert report["layout"] == "ours" and report["loaded_tensors"] == report["model_tensors"]
     encoder, info = load_model(out / "best.pt", "embed")
     assert info.architecture == "dgcnn" and info.k == 8 and encoder.out_dim == 128
 

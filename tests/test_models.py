@@ -35,9 +35,14 @@ def test_point_models_shapes():
     assert encoder(cloud()).shape == (2, 64) and encoder.out_dim == 64
     partseg = DGCNNPartSeg(num_parts=50, k=8, emb_dims=64)
     assert partseg(cloud(), torch.tensor([0, 15])).shape == (2, 32, 50)
-    assert partseg.encode(cloud()).shape == (2, 64)
+    assert partseg.backbone(cloud()).shape == (2, 64)
     semseg = DGCNNSemSeg(num_classes=13, k=8, emb_dims=64)
     assert semseg(cloud(channels=9)).shape == (2, 32, 13)
+    for backbone, point_dim in ((dgcnn, 512), (pointnet, 320), (encoder, 192), (semseg.backbone, 192)):
+        channels = backbone.in_channels
+        glob, local = backbone.features(cloud(channels=channels))
+        assert glob.shape == (2, backbone.out_dim) and local.shape == (2, 32, point_dim) == (2, 32, backbone.point_dim)
+        assert torch.equal(glob, backbone(cloud(channels=channels)))
 
 
 def test_image_encoders_and_heads():
@@ -129,7 +134,7 @@ def test_build_model_errors_name_the_key():
     (lambda: DGCNN(k=8), torch.rand(2, 5, 3), r"k=8 .* at least 8 points per cloud, got N=5"),
     (lambda: DGCNN(k=8), torch.randint(0, 5, (2, 32, 3)), r"floating-point points, got dtype torch.int64"),
     (lambda: PointNet(), torch.rand(2, 32, 6), r"PointNet: expected points of shape \(B, N, 3\)"),
-    (lambda: DGCNNSemSeg(k=8), torch.rand(2, 32, 3), r"DGCNNSemSeg: expected points of shape \(B, N, 9\)"),
+    (lambda: DGCNNSemSeg(k=8), torch.rand(2, 32, 3), r"DGCNNSemSegEncoder: expected points of shape \(B, N, 9\)"),
     (lambda: DGCNNPartSegEncoder(k=40), torch.rand(2, 32, 3), r"k=40 .* got N=32"),
 ])
 def test_bad_points_are_value_errors(model, points, message):

@@ -16,20 +16,21 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 import numpy as np
-import torch
 from torch import nn
 
 from models.build import build_model
-from models.layouts import convert_state_dict, model_section_from_tensors
+from models.layouts import convert_state_dict, load_model_state, model_section_from_tensors
 from tasks.encoders import load_pretrained_encoder
 from utils.checkpoint import load_checkpoint_file
 from utils.errors import CheckpointError, ConfigError, DataError
 from utils.files import atomic_write, describe_os_error
 
 ENCODERS = ("dgcnn", "pointnet", "dgcnn_partseg_encoder")
-SEGMENTERS = ("dgcnn_partseg", "dgcnn_semseg")
+SEGMENTERS = ("dgcnn_partseg", "dgcnn_semseg", "part_segmenter", "sem_segmenter")
+PART_SEGMENTERS = ("dgcnn_partseg", "part_segmenter")
 TASKS = {"embed": ENCODERS, "segment": SEGMENTERS, "classify": ("classifier",)}
-DEFAULT_K = {"dgcnn": 20, "dgcnn_partseg_encoder": 40, "dgcnn_partseg": 40, "dgcnn_semseg": 20}
+DEFAULT_K = {"dgcnn": 20, "dgcnn_partseg_encoder": 40, "dgcnn_partseg": 40, "dgcnn_semseg": 20,
+             "dgcnn_semseg_encoder": 20}
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def _section_from_config(model_cfg: Mapping, task: str) -> dict:
             part = {"name": {"dgcnn_partseg": "dgcnn_partseg_encoder"}.get(old, old),
                     **{key: model_cfg[key] for key in ("k", "emb_dims") if key in model_cfg}}
         return dict(part)
-    if name == "classifier" and task == "embed":
+    if name in ("classifier", "part_segmenter") and task == "embed":
         return dict(model_cfg["backbone"])
     if name == "dgcnn_partseg" and task == "embed":
         return {"name": "dgcnn_partseg_encoder", **{key: model_cfg[key] for key in ("k", "emb_dims") if key in model_cfg}}
@@ -86,12 +87,11 @@ def load_model(checkpoint: str | os.PathLike, task: str, *, k: int | None = None
     raw = load_checkpoint_file(path)
     config = raw.get("config") if isinstance(raw.get("config"), Mapping) else {}
     model_cfg = config.get("model") if isinstance(config.get("model"), Mapping) else {}
-    _, layout, _ = convert_state_dict(raw)
+    state, layout = convert_state_dict(raw)
     if "name" in model_cfg:
         described_by, section = "config", _section_from_config(model_cfg, task)
     else:
         described_by = "tensor shapes"
-        state = convert_state_dict(raw)[0]
         if state and all(key.startswith("model.") for key in state):  # a downstream run's task wrapper
             state = {key[len("model."):]: value for key, value in state.items()}
         try:
@@ -109,57 +109,38 @@ def load_model(checkpoint: str | os.PathLike, task: str, *, k: int | None = None
             "classify": "that is not a fine-tuned classifier: fine-tune one (python -m "
                         "downstream.classification.main_finetune), or label with a reference set (--reference)",
         }[task])
-    backbone = section["backbone"] if architecture == "classifier" else section
-    if architecture != "pointnet" and backbone.get("name") != "pointnet":
+    backbone = section["backbone"] if isinstance(section.get("backbone"), Mapping) else section
+    if backbone.get("name") != "pointnet":
         backbone["k"] = k or backbone.get("k") or DEFAULT_K[backbone["name"]]
     if emb_dims:
         backbone["emb_dims"] = emb_dims
-    in_channels = section.pop("in_channels", 9 if architecture == "dgcnn_semseg" else 3)
+    in_channels = section.pop("in_channels", 9 if architecture in ("dgcnn_semseg", "sem_segmenter") else 3)
     if not backbone.get("emb_dims") and described_by == "tensor shapes":
         raise CheckpointError(f"{path}: cannot tell the size of its {architecture} model from its tensors")
     try:
-        model = build_model(section, *((in_channels,) if architecture == "dgcnn_semseg" else ()))
+        model = build_model(section, *((in_channels,) if architecture in ("dgcnn_semseg", "sem_segmenter") else ()))
     except ConfigError as error:
         raise CheckpointError(f"{path}: its model config does not build ({error})") from None
-    if architecture == "classifier":
-        _load_whole(model, raw, path)
-    else:
-        _load_encoder(model, raw, path, architecture, backbone)
-    model.eval().requires_grad_(False)
-    net = model.backbone if architecture == "classifier" else model
-    outputs = {"embed": lambda: model.out_dim, "segment": lambda: section.get("num_parts", section.get("num_classes")),
-               "classify": lambda: section["num_classes"]}[task]()
-    num_points = config.get("data", {}).get("num_points") if isinstance(config.get("data"), Mapping) else None
-    names = tuple(model.class_names) if architecture == "classifier" and model.class_names else None
-    return model, ModelInfo(architecture, getattr(net, "k", None), getattr(net, "emb_dims", backbone.get("emb_dims")),
-                            outputs, in_channels, section.get("num_categories"), num_points, layout, described_by,
-                            names)
-
-
-def _load_encoder(model: nn.Module, raw: Mapping, path: Path, architecture: str, section: Mapping) -> None:
-    """Layer-wise load (models.layouts) of any supported layout; every tensor of `model` must be found."""
+    loader = load_pretrained_encoder if task == "embed" else load_model_state
     try:
-        report = load_pretrained_encoder(model, raw, log=None)
+        report = loader(model, raw, log=None)
     except CheckpointError as error:
         raise CheckpointError(f"{path}: {str(error).removeprefix('<state_dict>: ')}") from None
     if report.missing:
         layers = sorted({key.rsplit(".", 2)[0] for key in report.missing})
         mismatch = (f"; e.g. {report.mismatched[0][0]} is {report.mismatched[0][1]} there, {report.mismatched[0][2]} "
                     f"here" if report.mismatched else "")
-        raise CheckpointError(f"{path}: does not fit {architecture} (k={section.get('k')}, emb_dims="
-                              f"{section.get('emb_dims')}): {', '.join(layers)} would keep random weights{mismatch}")
-
-
-def _load_whole(model: nn.Module, raw: Mapping, path: Path) -> None:
-    """A fine-tuned classifier: the task wrapper's `model.*` tensors, all of them, by name."""
-    state = raw.get("model") if isinstance(raw.get("model"), Mapping) else raw
-    state = {key.removeprefix("module.").removeprefix("model."): value for key, value in state.items()
-             if isinstance(value, torch.Tensor)}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
-        raise CheckpointError(f"{path}: does not fit the classifier its config describes ({first})") from None
+        raise CheckpointError(f"{path}: does not fit {architecture} (k={backbone.get('k')}, emb_dims="
+                              f"{backbone.get('emb_dims')}): {', '.join(layers)} would keep random weights{mismatch}")
+    model.eval().requires_grad_(False)
+    net = getattr(model, "backbone", model)
+    outputs = {"embed": lambda: model.out_dim, "segment": lambda: section.get("num_parts", section.get("num_classes")),
+               "classify": lambda: section["num_classes"]}[task]()
+    num_points = config.get("data", {}).get("num_points") if isinstance(config.get("data"), Mapping) else None
+    names = tuple(model.class_names) if architecture == "classifier" and model.class_names else None
+    return model, ModelInfo(architecture, getattr(net, "k", None), getattr(net, "emb_dims", backbone.get("emb_dims")),
+                            outputs, in_channels, section.get("num_categories") if architecture in PART_SEGMENTERS
+                            else None, num_points, layout, described_by, names)
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -46,7 +46,7 @@ from datasets.transforms import NormalizeUnitSphere
 from tasks.segmentation_metrics import restrict_to_category
 from datasets.clouds import count_distinct, read_cloud, sort_points
 from engine.parallel import chunks
-from tools.common import check_positive, load_model
+from tools.common import PART_SEGMENTERS, check_positive, load_model
 from tools.pictures import draw_clouds, label_colours
 from utils.errors import CheckpointError, ConfigError, DataError, exit_on_user_error
 from utils.files import atomic_write
@@ -161,7 +161,7 @@ def write_labelled_ply(path: str | Path, xyz: np.ndarray, labels: np.ndarray, co
 
 def run(args: argparse.Namespace) -> dict:
     model, info = load_model(args.checkpoint, "segment", k=args.k, emb_dims=args.emb_dims)
-    part_seg = info.architecture == "dgcnn_partseg"
+    part_seg = info.architecture in PART_SEGMENTERS
     if not part_seg and info.in_channels != 9:
         raise CheckpointError(f"{args.checkpoint}: a sem-seg model with {info.in_channels} input channels; this "
                               "tool feeds S3DIS's 9")

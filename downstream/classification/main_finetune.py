@@ -26,7 +26,7 @@ from engine.trainer import Evaluation
 from models.build import build_model
 from tasks import classification_finetune as cls
 from tasks import finetune
-from utils.config import Config, require_points_for_k
+from utils.config import Config
 from utils.errors import ConfigError, exit_on_user_error
 from utils.files import update_json
 
@@ -42,7 +42,7 @@ def print_table(result: dict, title: str, shapes: int) -> None:
 
 
 def run(cfg: Config) -> dict:
-    require_points_for_k("model.backbone.k", cfg.model.backbone.get("k", 0), {"data.num_points": cfg.data.num_points})
+    finetune.check_points_for_k(cfg)
     runtime = setup_runtime(cfg)
     data = cfg.data
     train_set = cls.build_dataset(data, "train", train=True, seed=cfg.seed)

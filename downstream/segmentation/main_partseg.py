@@ -28,7 +28,7 @@ from engine.trainer import Evaluation
 from models.build import build_model
 from tasks import finetune
 from tasks import segmentation as seg
-from utils.config import Config, require_points_for_k
+from utils.config import Config
 from utils.errors import exit_on_user_error
 from utils.files import update_json
 
@@ -47,7 +47,7 @@ def print_table(result: dict, shapes: int) -> None:
 
 
 def run(cfg: Config) -> dict:
-    require_points_for_k("model.k", cfg.model.k, {"data.num_points": cfg.data.num_points})
+    finetune.check_points_for_k(cfg)
     runtime = setup_runtime(cfg)
     module = seg.PointSegmentation(build_model(cfg.model), cfg.loss.label_smoothing, with_category=True)
     report = finetune.initial_weights(cfg, module.model, runtime)

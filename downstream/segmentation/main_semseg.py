@@ -29,7 +29,7 @@ from tasks import finetune
 from tasks import segmentation as seg
 from tasks.segmentation_metrics import SemSegMeter
 from utils import distributed
-from utils.config import Config, require_points_for_k
+from utils.config import Config
 from utils.errors import ConfigError, exit_on_user_error
 from utils.files import update_json, write_json
 
@@ -48,7 +48,7 @@ def print_per_class(title: str, result: dict) -> None:
 
 def run_area(cfg: Config) -> dict:
     """Train with Area `data.test_area` held out, select on the val rooms, test once on the test area."""
-    require_points_for_k("model.k", cfg.model.k, {"data.num_points": cfg.data.num_points})
+    finetune.check_points_for_k(cfg)
     runtime = setup_runtime(cfg)
     module = seg.PointSegmentation(build_model(cfg.model), cfg.loss.label_smoothing)
     report = finetune.initial_weights(cfg, module.model, runtime)
