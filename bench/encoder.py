@@ -24,7 +24,7 @@ The parent prints both rows and the ratios ours / textbook. The machine should b
 variants run one after the other, so a load change between them skews the time ratio. On a machine whose
 cores are busy with other jobs, pass `--threads 1`: every OpenMP parallel region waits for its slowest thread,
 and our EdgeConv is made of many mid-sized ops (one neighbour slot at a time), so it stalls far more than the
-textbook's few huge ones when a thread is descheduled. The README's benchmark section has measured figures.
+textbook's few huge ones when a thread is descheduled. docs/benchmarks.md has measured figures.
 """
 
 from __future__ import annotations
