@@ -27,7 +27,7 @@ from datasets import ModelNet40
 from datasets.class_folder import ClassFolder
 from engine.evaluate import calibrated_batchnorm, calibration_subset, extract_features, linear_svm_accuracy
 from engine.parallel import keep_freed_memory
-from models.dgcnn import DGCNN
+from models.build import build_model
 
 
 def statistics_of(model) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -58,7 +58,7 @@ def main(argv=None) -> dict:
     else:
         trainval, test = (ModelNet40(args.data_root, split, num_points=1024) for split in ("trainval", "test"))
     torch.manual_seed(0)
-    encoder = DGCNN(k=20, emb_dims=1024)
+    encoder = build_model({"name": "dgcnn", "k": 20, "emb_dims": 1024})
 
     def calibrate(dataset):
         return calibrated_batchnorm(encoder, DataLoader(dataset, batch_size=16), "cpu")

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from plyfile import PlyData, PlyElement
 
-from models.dgcnn import DGCNN
+from models.build import build_model
 from tools import embed
 
 REFERENCE_GFLOPS = 120.0   # a large fp32 matmul on the reference machine's 2 cores
@@ -58,7 +58,7 @@ def write_clouds(folder: Path, count: int, points: int, seed: int = 0) -> None:
 
 def write_checkpoint(path: Path) -> None:
     torch.manual_seed(0)
-    encoder = DGCNN(k=20, emb_dims=1024)
+    encoder = build_model({"name": "dgcnn", "k": 20, "emb_dims": 1024})
     torch.save({"model": {f"point_encoder.{k}": v for k, v in encoder.state_dict().items()},
                 "config": {"model": {"name": "adacrossnet",
                                      "point_backbone": {"name": "dgcnn", "k": 20, "emb_dims": 1024}}}},

@@ -42,10 +42,11 @@ import torch
 
 from bench import memory
 from bench.textbook_dgcnn import TextbookDGCNN
+from models.build import build_model
 from models.common import point_projection_head
-from models.dgcnn import DGCNN
 
-VARIANTS = {"ours": DGCNN, "textbook": TextbookDGCNN}
+VARIANTS = {"ours": lambda **keys: build_model({"name": "dgcnn", **keys}),
+            "textbook": TextbookDGCNN}  # the baseline is bench-only
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -33,7 +33,7 @@ from datasets.class_folder import ClassFolder
 from datasets.formats import write_pcd
 from engine.evaluate import calibrated_batchnorm, calibration_subset, extract_features
 from engine.parallel import available_cores, keep_freed_memory, torch_threads
-from models.dgcnn import DGCNN
+from models.build import build_model
 
 TARGET = 25.0  # clouds/s
 DATASETS = {"ModelNet10": 4_899, "ModelNet40": 12_311}
@@ -69,7 +69,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     keep_freed_memory()
     torch.manual_seed(0)
-    encoder = DGCNN(k=20, emb_dims=1024).eval()
+    encoder = build_model({"name": "dgcnn", "k": 20, "emb_dims": 1024}).eval()
     ours, baseline, calibration = [], [], []
     with tempfile.TemporaryDirectory(prefix="bench_features_") as tmp:
         root = Path(tmp) / "Clouds"

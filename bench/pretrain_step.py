@@ -58,7 +58,7 @@ from losses.objective import PretrainObjective
 from losses.weighting import WEIGHTERS
 from models.adacrossnet import AdaCrossNet
 from models.common import image_projection_head, point_projection_head
-from models.dgcnn import DGCNN
+from models.build import build_model
 from models.image_encoder import ARCHS, ImageEncoder
 from utils.fast_cuda import enable_fast_cuda
 
@@ -73,7 +73,8 @@ def build(args, variant: str, device: torch.device):
     torch.manual_seed(0)
     ours = variant == "ours"
     channels_last = ours and args.channels_last
-    encoder = (DGCNN if ours else TextbookDGCNN)(k=args.k, emb_dims=EMB_DIMS)
+    encoder = (build_model({"name": "dgcnn", "k": args.k, "emb_dims": EMB_DIMS}) if ours  # the baseline is bench-only
+               else TextbookDGCNN(k=args.k, emb_dims=EMB_DIMS))
     rgb = ImageEncoder(args.image_arch, channels_last=channels_last)
     gray = ImageEncoder(args.image_arch, in_channels=1, channels_last=channels_last) if args.gray else None
     model = AdaCrossNet(encoder, point_projection_head(encoder.out_dim, EMB_DIMS, PROJ_DIM),

@@ -169,8 +169,8 @@ class LinearSVM:
 
     How it is fast. `SVC(kernel="linear")` spends nearly all its time in libsvm's kernel evaluations: every
     kernel entry is a scalar 2048-d dot product, recomputed whenever it falls out of the kernel cache, across
-    the 780 pairwise problems of ModelNet40 (its fit took ~15 s where the same SMO on a precomputed Gram took
-    ~1 s), and its predict evaluates test-by-support-vector kernels one by one (~9 s). Here the Gram matrix `X @ X.T` is computed once with BLAS and
+    the 780 pairwise problems of ModelNet40, and its predict evaluates test-by-support-vector kernels one by
+    one (`python -m bench.svm` times both). Here the Gram matrix `X @ X.T` is computed once with BLAS and
     handed to `SVC(kernel="precomputed")`: libsvm then runs the *same* optimisation (same dual, same solver,
     same stopping rule) reading kernel entries from the matrix, so the solution differs from the reference
     only by rounding in the kernel values. Prediction does not build a test kernel: for a linear kernel each

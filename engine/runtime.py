@@ -25,11 +25,17 @@ from utils.fast_cuda import enable_fast_cuda
 from utils.seeding import seed_everything
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+OPTIMIZERS = {
+    "adam": lambda params, cfg: torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"]),
+    "adamw": lambda params, cfg: torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"]),
+    "sgd": lambda params, cfg: torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"],
+                                               weight_decay=cfg["weight_decay"]),
+}
 
 
 @dataclass
 class OptimConfig:
-    name: Annotated[str, OneOf("adam", "adamw", "sgd")] = "adam"
+    name: Annotated[str, OneOf(*OPTIMIZERS)] = "adam"
     lr: PositiveFloat = 1e-3
     # cosine: from lr to min_lr per iteration after warmup_epochs; step: lr x step_gamma every step_epochs
     schedule: Annotated[str, OneOf("cosine", "step")] = "cosine"
@@ -224,15 +230,7 @@ def learning_rate(step: int, steps_per_epoch: int, total_steps: int, optim_cfg: 
 
 def build_optimizer(params, optim_cfg: Mapping) -> torch.optim.Optimizer:
     """`params`: parameters or parameter groups (a group's own keys, e.g. weight_decay, win over the config)."""
-    name = optim_cfg["name"]
-    if name == "adam":
-        return torch.optim.Adam(params, lr=optim_cfg["lr"], weight_decay=optim_cfg["weight_decay"])
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=optim_cfg["lr"], weight_decay=optim_cfg["weight_decay"])
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=optim_cfg["lr"], momentum=optim_cfg["momentum"],
-                               weight_decay=optim_cfg["weight_decay"])
-    raise ConfigError(f"optim.name '{name}': expected adam, adamw or sgd")
+    return OPTIMIZERS[optim_cfg["name"]](params, optim_cfg)
 
 
 class EpochSampler(Sampler[int]):
@@ -243,8 +241,8 @@ class EpochSampler(Sampler[int]):
     number of samples (as DistributedSampler does).
     """
 
-    def __init__(self, length: int, seed: int, rank: int = 0, world_size: int = 1, shuffle: bool = True):
-        self.length, self.seed, self.rank, self.world_size, self.shuffle = length, seed, rank, world_size, shuffle
+    def __init__(self, length: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.length, self.seed, self.rank, self.world_size = length, seed, rank, world_size
         self.epoch = 0
         self.skip = 0
         self.per_rank = math.ceil(length / world_size)
@@ -253,11 +251,8 @@ class EpochSampler(Sampler[int]):
         self.epoch, self.skip = epoch, skip
 
     def __iter__(self):
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(self.length, generator=generator)
-        else:
-            order = torch.arange(self.length)
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.length, generator=generator)
         padded = torch.cat([order, order[: self.per_rank * self.world_size - self.length]])
         return iter(padded[self.rank:: self.world_size][self.skip:].tolist())
 

@@ -70,7 +70,8 @@ class Evaluation:
 
     `validate` runs every `train.eval_every` epochs on a validation split; its `select_metric` (higher is
     better) picks `best.pt`. `test` runs once, at the end, on the weights of `best.pt`: the test set never
-    takes part in any choice.
+    takes part in any choice. Its result may also hold tables (per-class figures, a confusion matrix): they go
+    to metrics.json and fit()'s result; only the numbers are printed and logged.
     """
 
     validate: Callable[[nn.Module], dict[str, float]] | None = None
@@ -94,7 +95,7 @@ class Trainer:
     """One fit loop. Rank 0 alone writes files; every rank trains."""
 
     def __init__(self, cfg: Config, runtime: Runtime, module: nn.Module, train_set: Dataset,
-                 evaluation: Evaluation, run_dir: str | Path, collate_fn=None):
+                 evaluation: Evaluation, run_dir: str | Path):
         self.cfg, self.runtime, self.evaluation = cfg, runtime, evaluation
         self.run_dir = Path(run_dir)
         self.train_set = train_set
@@ -108,7 +109,6 @@ class Trainer:
             steps = min(steps, cfg.train.max_steps_per_epoch)
         self.steps_per_epoch = steps
         self.total_steps = steps * cfg.optim.epochs
-        self.collate_fn = collate_fn
         self.state = _State()
         self.writer = None
         self.stop: StopSignals | None = None
@@ -318,7 +318,7 @@ class Trainer:
         generator = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + epoch) * 1_009 + self.runtime.rank)
         return WorkerLoader(self.train_set, batch_size=self.cfg.optim.batch_size, sampler=self.sampler,
                             num_workers=self.cfg.train.num_workers, pin_memory=cuda, drop_last=True,
-                            collate_fn=self.collate_fn, generator=generator,
+                            generator=generator,
                             persistent_workers=False)  # workers re-fork each epoch and see set_epoch
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
@@ -545,7 +545,7 @@ class Trainer:
         test_metrics = self._test()
         self._write_metrics({"test": test_metrics} if test_metrics else None)
         if runtime.is_main:
-            self._log_scalars("test", test_metrics, self.state.step)
+            self._log_scalars("test", scalars(test_metrics), self.state.step)
             plot_curves(self.run_dir / "curves.csv", self.run_dir / "curves.png")
         return {"best_epoch": self.state.best_epoch, "best_value": self.state.best_value,
                 "test": test_metrics, "history": self.state.history}
@@ -588,12 +588,17 @@ class Trainer:
                 metrics = dict(self.evaluation.test(model))
             metrics["selected_epoch"] = self.state.best_epoch or self.state.epoch
             print("test: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                                       for k, v in metrics.items()), file=sys.stderr)
+                                       for k, v in scalars(metrics).items()), file=sys.stderr)
         if self.runtime.world_size > 1:
             shared = [metrics]
             torch.distributed.broadcast_object_list(shared, src=0)
             metrics = shared[0]
         return metrics
+
+
+def scalars(metrics: Mapping) -> dict[str, float]:
+    """The numbers of a result (tables left out)."""
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def plot_curves(csv_path: Path, png_path: Path) -> None:

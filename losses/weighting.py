@@ -33,6 +33,10 @@ from utils.distributed import all_reduce_mean
 class Weighter(nn.Module):
     """Base class: subclasses implement `current()` and, if they have state, `update()`."""
 
+    # whether it differentiates the unscaled losses itself, whose gradients can underflow in fp16 (the
+    # pretraining task then refuses fp16 autocast)
+    unscaled_gradients = False
+
     def __init__(self, names: Sequence[str]):
         super().__init__()
         names = tuple(names)
@@ -188,11 +192,6 @@ class ConvergenceWeighter(Weighter):
     def current(self) -> torch.Tensor:
         return self.w
 
-    def rates(self) -> torch.Tensor:
-        """The latest rates ema(t) / ema(t - window) (ones before the first `window` steps), for logging."""
-        old = self.history.index_select(0, (self.step % self.window).view(1))[0]
-        return torch.where(self.step < self.window, torch.ones_like(self.ema), self.ema / old.clamp_min(1e-12))
-
 
 class DWAWeighter(Weighter):
     """Dynamic Weight Average (Liu et al., CVPR 2019), on epoch means of the losses.
@@ -295,6 +294,7 @@ class GradNormWeighter(Weighter):
     pretraining task refuses fp16 with gradnorm).
     """
 
+    unscaled_gradients = True
     # Negative weights would make the network ascend a loss; a weight at the floor still recovers, since
     # its G_k = 0 sits below any positive target.
     min_weight = 1e-6

@@ -144,9 +144,9 @@ def build_pretraining(cfg, runtime: Runtime) -> tuple[ContrastivePretraining, Sh
                           "is fitted and scored on, e.g. monitor.folder.root=data/ModelNet10")
     if cfg.loss.cross_modal == "stacked" and not model_cfg.gray_branch:
         raise ConfigError("loss.cross_modal=stacked needs model.gray_branch=true (or set loss.cross_modal=mean)")
-    if cfg.weighting.name == "gradnorm" and runtime.amp_dtype == torch.float16:
-        raise ConfigError("weighting.name=gradnorm takes the gradients of the unscaled losses, which can underflow "
-                          "in fp16: use train.amp=bf16 or none")
+    if WEIGHTERS[cfg.weighting.name].unscaled_gradients and runtime.amp_dtype == torch.float16:
+        raise ConfigError(f"weighting.name={cfg.weighting.name} takes the gradients of the unscaled losses, which can "
+                          "underflow in fp16: use train.amp=bf16 or none")
     objective = build_objective(cfg.loss, cfg.weighting, distributed=runtime.world_size > 1)
     train_set = ShapeNetRender(cfg.data.root, num_points=cfg.data.num_points, image_size=cfg.data.image_size,
                                grayscale=model_cfg.gray_branch, seed=cfg.seed,

@@ -128,7 +128,6 @@ NonNegativeInt = Annotated[int, Range(ge=0)]
 PositiveFloat = Annotated[float, Range(gt=0)]
 NonNegativeFloat = Annotated[float, Range(ge=0)]
 Fraction = Annotated[float, Range(ge=0, lt=1)]  # EWMA factors, dropout, fractions of a set
-Probability = Annotated[float, Range(ge=0, le=1)]
 
 
 # ------------------------------------------------------------------------------------------- the schema

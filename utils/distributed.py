@@ -9,6 +9,7 @@ import os
 
 import torch
 import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
 
 from utils.errors import ConfigError
 
@@ -78,29 +79,6 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     return out / world_size()
 
 
-class _GatherWithGrad(torch.autograd.Function):
-    """all_gather whose backward sends each rank the gradient of its own rows, summed over all ranks."""
-
-    @staticmethod
-    def forward(ctx, tensor):
-        ctx.rows = tensor.shape[0]
-        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, tensor.contiguous())
-        return torch.cat(parts, dim=0)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        # Every rank's loss uses the rows of every rank (they are its negatives), so the gradient of
-        # this rank's rows is the SUM over ranks r of d loss_r / d rows. Each rank only holds its own
-        # d loss_r / d gathered, hence the all_reduce(sum) before taking our own slice. DDP then
-        # averages the parameter gradients over ranks, which turns that sum into the gradient of the
-        # mean loss over ranks: exactly the single-process gradient on the concatenated batch.
-        grad = grad_output.contiguous().clone()
-        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        start = dist.get_rank() * ctx.rows
-        return grad[start : start + ctx.rows]
-
-
 def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate every rank's rows in rank order; gradients flow back to each rank's own slice.
 
@@ -109,4 +87,8 @@ def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     """
     if not is_distributed() or world_size() == 1:
         return tensor
-    return _GatherWithGrad.apply(tensor)
+    # Its backward sends each rank the SUM over ranks of the gradients of its rows: every rank's loss uses the
+    # rows of every rank (they are its negatives). DDP then averages the parameter gradients over ranks, which
+    # turns that sum into the gradient of the mean loss over ranks: exactly the single-process gradient on the
+    # concatenated batch.
+    return torch.cat(dist_nn.all_gather(tensor), dim=0)

@@ -58,15 +58,14 @@ def run(cfg: Config) -> dict:
     test_set = ShapeNetPart(data.root, split="test", num_points=data.num_points)
     test_loader = finetune.eval_loader(test_set, cfg)
     selected_on_val = data.train_split == "train"
-    tables = {}
 
     def validate(m):
         result = seg.score_part_seg(m, val_loader, runtime, "val")
         return {key: result[key] for key in seg.PART_SEG_SCALARS}
 
     def test(m):
-        tables.update(seg.score_part_seg(m, test_loader, runtime, "test"))
-        return {key: tables[key] for key in seg.PART_SEG_SCALARS}
+        result = seg.score_part_seg(m, test_loader, runtime, "test")
+        return {key: result[key] for key in (*seg.PART_SEG_SCALARS, "per_category", "missing_categories")}
 
     if selected_on_val:
         val_loader = finetune.eval_loader(ShapeNetPart(data.root, split="val", num_points=data.num_points), cfg)
@@ -76,8 +75,7 @@ def run(cfg: Config) -> dict:
     result = finetune.fine_tune(cfg, runtime, module, report, train_set, evaluation)
     if not runtime.is_main:
         return result["test"]
-    full = {**result["test"], "per_category": tables["per_category"],
-            "missing_categories": tables["missing_categories"], "selected_on_val": selected_on_val}
+    full = {**result["test"], "selected_on_val": selected_on_val}
     update_json(Path(cfg.out) / "metrics.json", {"test": full, "test_shapes": len(test_set)})
     print_table(full, len(test_set))
     print(f"run directory: {cfg.out}")

@@ -62,20 +62,18 @@ def run_area(cfg: Config) -> dict:
     val_loader, test_loader = finetune.eval_loader(split("val"), cfg), finetune.eval_loader(split("test"), cfg)
     if len(val_loader.dataset) == 0:
         raise ConfigError(f"data.val_fraction {data.val_fraction}: no validation rooms held out; raise it")
-    tested = {}
 
     def validate(m):
         return {k: v for k, v in seg.score_sem_seg(m, val_loader, runtime, "val").compute().items() if k in SCALARS}
 
     def test(m):
-        tested.update(seg.sem_seg_result(seg.score_sem_seg(m, test_loader, runtime, f"test (Area {data.test_area})")))
-        return {k: tested[k] for k in SCALARS}
+        return seg.sem_seg_result(seg.score_sem_seg(m, test_loader, runtime, f"test (Area {data.test_area})"))
 
     result = finetune.fine_tune(cfg, runtime, module, report, train_set, Evaluation(validate, test, "miou"))
     if not runtime.is_main:
         return result["test"]
-    full = {**result["test"], **tested}
-    update_json(Path(cfg.out) / "metrics.json", {"test": full, "test_area": data.test_area,
+    full = result["test"]
+    update_json(Path(cfg.out) / "metrics.json", {"test_area": data.test_area,
                                                   "test_blocks": len(test_loader.dataset)})
     print_per_class(f"S3DIS Area {data.test_area} ({len(test_loader.dataset)} test blocks), model of epoch "
                     f"{full['selected_epoch']} (best val mIoU):", full)
