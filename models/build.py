@@ -38,7 +38,6 @@ IMAGE_ENCODERS = {
 }
 
 
-
 def _backbone(section: Mapping, task: str, in_channels: int = 3):
     """The backbone of `section`, or a ValueError saying why it cannot serve `task` (build_part makes it one
     line naming the model section)."""
