@@ -160,12 +160,15 @@ class ShapeNetRender(Dataset):
         normalised with the luma-weighted ImageNet statistics (``GRAY_MEAN``, ``GRAY_STD``).
 
     Item ``i`` draws everything from ``numpy.random.default_rng((seed, epoch, i))``; call ``set_epoch``.
-    ``synsets`` restricts the glob to some synset folders.
+    ``synsets`` restricts the glob to some synset folders. ``mismatched_views`` pairs every object with the views
+    of another object (a derangement drawn from ``seed``, the same every epoch): the control in which the images
+    say nothing about the points they are paired with.
     """
 
     def __init__(self, root, num_points: int = 2048, image_size: int = 224, grayscale: bool = False,
                  seed: int = 0, background=(255, 255, 255), point_transform=None,
-                 color_jitter=(0.4, 0.4, 0.4, 0.0), flip_p: float = 0.5, synsets=None):
+                 color_jitter=(0.4, 0.4, 0.4, 0.0), flip_p: float = 0.5, synsets=None,
+                 mismatched_views: bool = False):
         self.root = resolve_root(root)
         self.num_points = int(num_points)
         if self.num_points <= 0:
@@ -189,6 +192,12 @@ class ShapeNetRender(Dataset):
         std = list(IMAGENET_STD) + ([GRAY_STD] if self.grayscale else [])
         self._mean_list, self._std_list = mean, std
         self._scan(synsets)
+        self.view_source = np.arange(len(self.objects))  # whose views object i is paired with
+        if mismatched_views:
+            if len(self.objects) < 2:
+                raise DataError(f"{self.root}: mismatched_views needs at least 2 objects, found {len(self.objects)}")
+            order = np.random.default_rng((self.seed, 0x6D69)).permutation(len(self.objects))
+            self.view_source[order] = np.roll(order, -1)  # order[k] gets the views of order[k + 1]: no fixed point
 
     # ----------------------------------------------------------------------------------------- sample list
     def _scan(self, synsets) -> None:
@@ -259,8 +268,10 @@ class ShapeNetRender(Dataset):
         return self.root / "ShapeNet" / synset / f"{model_id}.ply"
 
     def png_path(self, index: int, view: int) -> Path:
-        synset, model_id = self.objects[index]
-        return self.root / "ShapeNetRendering" / synset / model_id / "rendering" / self.views[index][view]
+        """The `view`-th PNG paired with object `index` (another object's under mismatched_views)."""
+        source = int(self.view_source[index])
+        synset, model_id = self.objects[source]
+        return self.root / "ShapeNetRendering" / synset / model_id / "rendering" / self.views[source][view]
 
     # ------------------------------------------------------------------------------------------- points
     def _points(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -272,7 +283,7 @@ class ShapeNetRender(Dataset):
 
     # -------------------------------------------------------------------------------------------- image
     def _image(self, index: int, rng: np.random.Generator) -> torch.Tensor:
-        view = int(rng.integers(len(self.views[index])))
+        view = int(rng.integers(len(self.views[self.view_source[index]])))
         rgba = read_png_rgba(self.png_path(index, view))
         # decode_png returns a channels-last view; make it planar once so every later op runs contiguous
         scale = 1.0 / (65535.0 if rgba.dtype == torch.uint16 else 255.0)

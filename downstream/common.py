@@ -65,7 +65,7 @@ def run_seeds(cfg: Config, run_one: Callable[[Config], Mapping], seeds: list[int
     if not seeds or len(seeds) == 1:
         if seeds:
             cfg["seed"] = seeds[0]
-        return run_one(cfg)
+        return run_one(with_seed_checkpoint(cfg))
     if cfg.resume not in (None, "auto"):
         raise ConfigError(f"resume '{cfg.resume}' names one run; with several seeds use resume=auto (each seed "
                           f"continues from <out>/seed_<s>/last.pt)")
@@ -75,6 +75,7 @@ def run_seeds(cfg: Config, run_one: Callable[[Config], Mapping], seeds: list[int
     for number, seed in enumerate(seeds, 1):
         run_cfg = Config(cfg.to_dict())
         run_cfg["seed"], run_cfg["out"] = seed, str(out / f"seed_{seed}")
+        run_cfg = with_seed_checkpoint(run_cfg)
         if distributed.is_main_process():
             print(f"\n===== seed {seed} ({number}/{len(seeds)}) -> {run_cfg.out}", flush=True)
         results[seed] = run_one(run_cfg)
@@ -85,6 +86,14 @@ def run_seeds(cfg: Config, run_one: Callable[[Config], Mapping], seeds: list[int
         atomic_write_text(out / "summary.md", table + "\n")
         print(f"\n{table}\n\nsummary: {out / 'summary.md'}, {out / 'summary.json'}")
     return summary
+
+
+def with_seed_checkpoint(cfg: Config) -> Config:
+    """`checkpoint` with `{seed}` replaced by the run's seed: one pretraining per seed, e.g.
+    `--checkpoint 'runs/pretrain/seed_{seed}/best.pt' --seeds 0 1 2`."""
+    if isinstance(cfg.get("checkpoint"), str) and "{seed}" in cfg.checkpoint:
+        cfg["checkpoint"] = cfg.checkpoint.replace("{seed}", str(cfg.seed))
+    return cfg
 
 
 def summarize(results: Mapping[int, Mapping]) -> dict:

@@ -34,6 +34,7 @@ class PretrainData:
     image_size: PositiveInt = 224
     background: Annotated[list[int], Length(3), Range(ge=0, le=255)] = field(
         default_factory=lambda: [255, 255, 255])  # RGB that transparent rendering pixels are composited onto
+    mismatched_views: bool = False  # the control: each object paired with another object's views (seeded)
 
 
 @dataclass
@@ -150,6 +151,6 @@ def build_pretraining(cfg, runtime: Runtime) -> tuple[ContrastivePretraining, Sh
     objective = build_objective(cfg.loss, cfg.weighting, distributed=runtime.world_size > 1)
     train_set = ShapeNetRender(cfg.data.root, num_points=cfg.data.num_points, image_size=cfg.data.image_size,
                                grayscale=model_cfg.gray_branch, seed=cfg.seed,
-                               background=tuple(cfg.data.background))
+                               background=tuple(cfg.data.background), mismatched_views=cfg.data.mismatched_views)
     module = ContrastivePretraining(build_model(model_cfg), objective)
     return module, train_set, SvmMonitor(cfg.data.root, cfg.monitor, runtime, cfg.seed)

@@ -257,3 +257,11 @@ class _Ascii:
         within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         out[element.properties[before].name] = (lengths, values[first + within].astype(element.properties[before].type))
         return out
+
+
+def encode_ply_points(points: np.ndarray) -> bytes:
+    """The bytes of a binary little-endian PLY with one vertex element of float x, y, z (ShapeNet's layout)."""
+    points = np.ascontiguousarray(points, dtype="<f4")
+    header = (f"ply\nformat binary_little_endian 1.0\nelement vertex {len(points)}\nproperty float x\n"
+              "property float y\nproperty float z\nend_header\n")
+    return header.encode("ascii") + points.tobytes()
