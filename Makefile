@@ -37,6 +37,7 @@ bench: install
 	$(PY) -m bench.embed
 	$(PY) -m bench.prepare_meshes
 	$(PY) -m bench.features
+	$(PY) -m bench.render
 
 clean-demo:
 	rm -rf $(DEMO_DATA) $(DEMO_OUT)

@@ -99,8 +99,15 @@ class SvmMonitor:
     def __init__(self, root, cfg, runtime: Runtime, seed: int = 0):
         self.root, self.cfg, self.runtime, self.seed = root, cfg, runtime, seed
         self.title = folder_title(cfg.folder) if cfg.dataset == "folder" else "ModelNet40"
+        self._loaders: dict[str, DataLoader] = {}
 
     def _loader(self, split):
+        """One loader per split, built on first use: every evaluation of the run reads the split once."""
+        if split not in self._loaders:
+            self._loaders[split] = self._build_loader(split)
+        return self._loaders[split]
+
+    def _build_loader(self, split):
         if self.cfg.dataset == "folder":
             dataset = build_folder_dataset(self.cfg.folder, split, self.cfg.num_points, "monitor.folder")
         else:

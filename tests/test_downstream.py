@@ -409,3 +409,24 @@ def test_a_fresh_multi_seed_run_refuses_another_and_replaces_it_only_with_overwr
 def test_demo_configs_are_small_cpu_runs(demo, schema):
     cfg = load_config(ROOT / "configs" / f"{demo}.yaml", schema=schema)
     assert cfg.device == "cpu" and cfg.train.num_workers <= 1 and cfg.train.amp == "none"
+
+
+def test_one_pretraining_per_seed_is_named_by_a_seed_placeholder(synthetic_root, encoder_checkpoint, tmp_path):
+    """`--checkpoint 'runs/x/seed_{seed}/best.pt' --seeds 0 1`: each seed scores its own pretraining."""
+    for seed in (0, 1):
+        (tmp_path / f"seed_{seed}").mkdir()
+        state = torch.load(encoder_checkpoint, weights_only=True)
+        if seed:
+            state["model"] = {k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v
+                              for k, v in state["model"].items()}
+        torch.save(state, tmp_path / f"seed_{seed}" / "best.pt")
+    out = tmp_path / "scores"
+    classification.main(["--checkpoint", str(tmp_path / "seed_{seed}" / "best.pt"), "--data-root",
+                         str(synthetic_root), "--out", str(out), "--seeds", "0", "1", *CLS,
+                         "data.datasets=[modelnet40]", "fewshot.settings=[]", "tsne=false"])
+    runs = [metrics_of(out / f"seed_{seed}") for seed in (0, 1)]
+    assert [run["checkpoint"] for run in runs] == [str(tmp_path / f"seed_{seed}" / "best.pt") for seed in (0, 1)]
+    single = classification.main(["--checkpoint", str(tmp_path / "seed_0" / "best.pt"), "--data-root",
+                                  str(synthetic_root), "--out", str(tmp_path / "single"), *CLS,
+                                  "data.datasets=[modelnet40]", "fewshot.settings=[]", "tsne=false"])
+    assert single["modelnet40"]["svm_acc"] == runs[0]["test"]["modelnet40"]["svm_acc"]

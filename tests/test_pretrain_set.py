@@ -252,3 +252,10 @@ def test_read_shape_of_what_the_tool_wrote_is_a_point_set(inputs, tmp_path):
     make_pretrain_set.main([str(inputs / "loose" / "points.off"), *SMALL, "--out", str(out)])
     shape = read_shape(out / "ShapeNet" / "loose" / "points.ply")
     assert not shape.is_mesh and len(shape.vertices) == 256
+
+
+def test_a_stray_vertex_far_from_the_surface_does_not_stop_a_mesh(tmp_path):
+    vertices, faces = two_boxes()
+    write_off(tmp_path / "stray.off", np.concatenate([vertices, [[500.0, 0.0, 0.0]]]), [faces])
+    result = make_pretrain_set.main([str(tmp_path / "stray.off"), *SMALL, "--out", str(tmp_path / "set")])
+    assert result["mesh"] == 1 and not result["skipped"]

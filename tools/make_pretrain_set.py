@@ -184,9 +184,11 @@ def prepare_shape(job: Job, settings: Settings) -> tuple[np.ndarray, list[np.nda
     rng = np.random.default_rng(seed)
     colour = job.colour or settings.colour
     if samples is not None:
-        vertices = to_y_up((shape.vertices - centre) / scale, settings.up)
-        own = shape.colours if job.colour is None and shape.colours is not None else colour
-        views = [render_mesh(vertices, shape.faces, camera, own) for camera in cameras]
+        # only the vertices the faces use: a stray vertex far from the surface must not move the camera's check
+        used, faces = np.unique(shape.faces, return_inverse=True)
+        vertices = to_y_up((shape.vertices[used] - centre) / scale, settings.up)
+        own = shape.colours[used] if job.colour is None and shape.colours is not None else colour
+        views = [render_mesh(vertices, faces.reshape(-1, 3), camera, own) for camera in cameras]
         return ((samples - centre) / scale).astype(np.float32), views, True
     points = (cloud - centre) / scale
     keep = np.sort(rng.choice(len(points), settings.points, replace=False)) if len(points) > settings.points \

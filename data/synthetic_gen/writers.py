@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import h5py
 import numpy as np
 from plyfile import PlyData, PlyElement
-
-from datasets.formats.png import encode_png
 
 
 def write_h5(path, **arrays):
@@ -39,7 +40,20 @@ def write_ply(path, points, binary):
 
 
 def write_png(path, rgba):
-    path.write_bytes(encode_png(rgba))
+    """An 8-bit RGBA PNG. Written directly (filter 'none', zlib level 1): twice as fast as Pillow's
+    encoder, whose adaptive row filters cost more than they save on these mostly empty images; the
+    format is plain PNG, so Pillow (and everything else) reads it. datasets/formats/png.py is the same encoder
+    for the repository; this package imports nothing from it, as it also runs as a plain script."""
+    height, width, _ = rgba.shape
+    rows = np.zeros((height, width * 4 + 1), dtype=np.uint8)  # each scanline starts with filter type 0
+    rows[:, 1:] = rgba.reshape(height, width * 4)
+
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)  # 8 bits, colour type 6 = RGBA
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 1))
+                     + chunk(b"IEND", b""))
 
 
 def split_files(count, parts):
