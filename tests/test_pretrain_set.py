@@ -259,3 +259,11 @@ def test_a_stray_vertex_far_from_the_surface_does_not_stop_a_mesh(tmp_path):
     write_off(tmp_path / "stray.off", np.concatenate([vertices, [[500.0, 0.0, 0.0]]]), [faces])
     result = make_pretrain_set.main([str(tmp_path / "stray.off"), *SMALL, "--out", str(tmp_path / "set")])
     assert result["mesh"] == 1 and not result["skipped"]
+
+
+def test_a_run_where_every_input_fails_exits_non_zero(tmp_path, capsys):
+    (tmp_path / "bad.off").write_text("OFF\n3 1 0\n0 0 0\n1 0 0\n")
+    with pytest.raises(SystemExit) as stop:
+        make_pretrain_set.main([str(tmp_path / "bad.off"), *SMALL, "--out", str(tmp_path / "set")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "skipped:" in err and "bad.off" in err and "no shape could be made" in err

@@ -2,7 +2,7 @@
 
     python -m tools.make_pretrain_set scans/ more/*.ply mesh.off --out data/my_pretrain
     python -m tools.make_pretrain_set folder:data/ModelNet10:train --up z --out data/mn10_pretrain --png sheet.png
-    python train.py --config configs/pretrain_folder.yaml data.root=data/mn10_pretrain \\
+    python train.py --config configs/pretrain_modelnet10.yaml data.root=data/mn10_pretrain \\
         monitor.folder.root=data/ModelNet10
 
 INPUTS are files, folders (searched recursively) and globs as tools.embed takes them, or `folder:ROOT:SPLIT`, a
@@ -350,13 +350,13 @@ def main(argv=None) -> dict:
     base = {"settings": settings_json(settings), "command": "python -m tools.make_pretrain_set " +
             " ".join(argv if argv is not None else sys.argv[1:]), "inputs": len(jobs)}
     atomic_write_text(out / STATE, json.dumps({**base, "skipped": skipped}, indent=1) + "\n")
-    workers = args.workers or default_workers()
+    workers = min(args.workers or default_workers(), max(len(todo), 1))
     counts = {"mesh": 0, "cloud": 0}
     start = time.perf_counter()
     tasks = [(out, job, settings) for job in todo]
     bar = tqdm(total=len(todo), unit="shape", desc="rendering", disable=args.no_progress or not todo)
     with ProcessPoolExecutor(workers, mp_context=get_context("fork" if sys.platform == "linux" else "spawn")) \
-            if workers > 1 and len(todo) > 1 else _InProcess() as pool:
+            if workers > 1 else _InProcess() as pool:
         for outcome, problem in pool.map(make_one, tasks, chunksize=1):
             if problem is None:
                 counts[outcome] += 1
@@ -370,6 +370,9 @@ def main(argv=None) -> dict:
     seconds = time.perf_counter() - start
     atomic_write_text(out / STATE, json.dumps({**base, "skipped": skipped}, indent=1) + "\n")
     rendered = counts["mesh"] + counts["cloud"]
+    if not rendered and not done_before:
+        raise DataError(f"no shape could be made: all {len(skipped)} inputs were skipped (listed above and in "
+                        f"{out / STATE})")
     print(f"rendered {rendered} shapes ({counts['mesh']} meshes, {counts['cloud']} clouds) in {seconds:.1f} s "
           f"({rendered / max(seconds, 1e-9):.1f} shapes/s, {workers} process{'es' if workers > 1 else ''})"
           + (f"; {done_before} done before" if done_before else "")
