@@ -267,3 +267,30 @@ def test_a_run_where_every_input_fails_exits_non_zero(tmp_path, capsys):
         make_pretrain_set.main([str(tmp_path / "bad.off"), *SMALL, "--out", str(tmp_path / "set")])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "skipped:" in err and "bad.off" in err and "no shape could be made" in err
+
+
+def test_a_signal_stops_with_one_line_and_the_same_command_finishes_the_set(inputs, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "set"
+    command = [sys.executable, "-m", "tools.make_pretrain_set", f"folder:{inputs / 'ModelNet10'}:trainval",
+               "--views", "24", "--size", "96", "--workers", "2", "--no-progress", "--out", str(out)]
+    process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(out.glob("ShapeNet/*/*.ply")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    if process.returncode == 0:
+        pytest.skip("the set was finished before the signal arrived")
+    lines = err.strip().splitlines()
+    assert process.returncode == 130 and len(lines) == 1 and "run the same command again" in lines[0], err
+    assert not list(out.rglob("*.tmp"))
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "done before" in done.stdout
+    assert len(ShapeNetRender(out, num_points=64, image_size=32)) == 30

@@ -67,7 +67,7 @@ from datasets.formats.png import encode_png
 from datasets.splits import split_indices, stratified_val_mask
 from tools.clouds import DATASET_SPLITS, expand_inputs
 from tools.render import DEFAULT_COLOUR, orbit, render_mesh, render_splats, splat_radii
-from utils.errors import ConfigError, DataError, OutputError, exit_on_user_error
+from utils.errors import ConfigError, DataError, Interrupted, OutputError, exit_on_user_error
 from utils.files import atomic_write, atomic_write_text, describe_os_error
 
 STATE = "pretrain_set.json"
@@ -355,18 +355,22 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     tasks = [(out, job, settings) for job in todo]
     bar = tqdm(total=len(todo), unit="shape", desc="rendering", disable=args.no_progress or not todo)
-    with ProcessPoolExecutor(workers, mp_context=get_context("fork" if sys.platform == "linux" else "spawn")) \
-            if workers > 1 else _InProcess() as pool:
-        for outcome, problem in pool.map(make_one, tasks, chunksize=1):
-            if problem is None:
-                counts[outcome] += 1
-            else:
-                skipped[outcome] = problem
-                tqdm.write(f"skipped: {problem}", file=sys.stderr)
-                if len(skipped) % 20 == 0:
-                    atomic_write_text(out / STATE, json.dumps({**base, "skipped": skipped}, indent=1) + "\n")
-            bar.update()
-    bar.close()
+    try:
+        with ProcessPoolExecutor(workers, mp_context=get_context("fork" if sys.platform == "linux" else "spawn")) \
+                if workers > 1 else _InProcess() as pool:
+            for outcome, problem in pool.map(make_one, tasks, chunksize=1):
+                if problem is None:
+                    counts[outcome] += 1
+                else:
+                    skipped[outcome] = problem
+                    tqdm.write(f"skipped: {problem}", file=sys.stderr)
+                bar.update()
+    except Interrupted as stop:
+        done = done_before + counts["mesh"] + counts["cloud"]
+        raise Interrupted(f"{stop}: {done} of {len(jobs)} shapes are complete in {out}; run the same command again "
+                          "to make the rest", stop.exit_code - 128) from None
+    finally:
+        bar.close()
     seconds = time.perf_counter() - start
     atomic_write_text(out / STATE, json.dumps({**base, "skipped": skipped}, indent=1) + "\n")
     rendered = counts["mesh"] + counts["cloud"]
