@@ -160,15 +160,16 @@ class ShapeNetRender(Dataset):
         normalised with the luma-weighted ImageNet statistics (``GRAY_MEAN``, ``GRAY_STD``).
 
     Item ``i`` draws everything from ``numpy.random.default_rng((seed, epoch, i))``; call ``set_epoch``.
-    ``synsets`` restricts the glob to some synset folders. ``mismatched_views`` pairs every object with the views
-    of another object (a derangement drawn from ``seed``, the same every epoch): the control in which the images
-    say nothing about the points they are paired with.
+    ``synsets`` restricts the glob to some synset folders. Two controls take the images' content away from the
+    points: ``mismatched_views`` pairs every object with the views of one other object (a derangement drawn from
+    ``seed``, the same every epoch), so an image still names its object consistently; ``random_other_views``
+    draws each item's view from a random other object, anew for every item and epoch, so it names nothing.
     """
 
     def __init__(self, root, num_points: int = 2048, image_size: int = 224, grayscale: bool = False,
                  seed: int = 0, background=(255, 255, 255), point_transform=None,
                  color_jitter=(0.4, 0.4, 0.4, 0.0), flip_p: float = 0.5, synsets=None,
-                 mismatched_views: bool = False):
+                 mismatched_views: bool = False, random_other_views: bool = False):
         self.root = resolve_root(root)
         self.num_points = int(num_points)
         if self.num_points <= 0:
@@ -193,9 +194,13 @@ class ShapeNetRender(Dataset):
         self._mean_list, self._std_list = mean, std
         self._scan(synsets)
         self.view_source = np.arange(len(self.objects))  # whose views object i is paired with
+        if mismatched_views and random_other_views:
+            raise ValueError("mismatched_views and random_other_views exclude each other")
+        self.random_other_views = bool(random_other_views)
+        if (mismatched_views or random_other_views) and len(self.objects) < 2:
+            raise DataError(f"{self.root}: pairing objects with other objects' views needs at least 2 objects, "
+                            f"found {len(self.objects)}")
         if mismatched_views:
-            if len(self.objects) < 2:
-                raise DataError(f"{self.root}: mismatched_views needs at least 2 objects, found {len(self.objects)}")
             order = np.random.default_rng((self.seed, 0x6D69)).permutation(len(self.objects))
             self.view_source[order] = np.roll(order, -1)  # order[k] gets the views of order[k + 1]: no fixed point
 
@@ -269,7 +274,9 @@ class ShapeNetRender(Dataset):
 
     def png_path(self, index: int, view: int) -> Path:
         """The `view`-th PNG paired with object `index` (another object's under mismatched_views)."""
-        source = int(self.view_source[index])
+        return self._view_path(int(self.view_source[index]), view)
+
+    def _view_path(self, source: int, view: int) -> Path:
         synset, model_id = self.objects[source]
         return self.root / "ShapeNetRendering" / synset / model_id / "rendering" / self.views[source][view]
 
@@ -283,8 +290,11 @@ class ShapeNetRender(Dataset):
 
     # -------------------------------------------------------------------------------------------- image
     def _image(self, index: int, rng: np.random.Generator) -> torch.Tensor:
-        view = int(rng.integers(len(self.views[self.view_source[index]])))
-        rgba = read_png_rgba(self.png_path(index, view))
+        source = int(self.view_source[index])
+        if self.random_other_views:  # any object but this one
+            source = (index + 1 + int(rng.integers(len(self.objects) - 1))) % len(self.objects)
+        view = int(rng.integers(len(self.views[source])))
+        rgba = read_png_rgba(self._view_path(source, view))
         # decode_png returns a channels-last view; make it planar once so every later op runs contiguous
         scale = 1.0 / (65535.0 if rgba.dtype == torch.uint16 else 255.0)
         rgba = rgba.to(torch.float32, memory_format=torch.contiguous_format).mul_(scale)

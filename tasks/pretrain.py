@@ -34,7 +34,10 @@ class PretrainData:
     image_size: PositiveInt = 224
     background: Annotated[list[int], Length(3), Range(ge=0, le=255)] = field(
         default_factory=lambda: [255, 255, 255])  # RGB that transparent rendering pixels are composited onto
-    mismatched_views: bool = False  # the control: each object paired with another object's views (seeded)
+    # controls that take the images' content away (datasets/shapenet_render.py): each object paired with one other
+    # object's views, the same every epoch; or each item's view from a random other object, drawn anew every time
+    mismatched_views: bool = False
+    random_other_views: bool = False
 
 
 @dataclass
@@ -150,6 +153,8 @@ def build_pretraining(cfg, runtime: Runtime) -> tuple[ContrastivePretraining, Sh
     if cfg.monitor.dataset == "folder" and not cfg.monitor.folder.root:
         raise ConfigError("monitor.dataset=folder needs 'monitor.folder.root': the class-folder tree the linear SVM "
                           "is fitted and scored on, e.g. monitor.folder.root=data/ModelNet10")
+    if cfg.data.mismatched_views and cfg.data.random_other_views:
+        raise ConfigError("data.mismatched_views and data.random_other_views are two different controls: set one")
     if cfg.loss.cross_modal == "stacked" and not model_cfg.gray_branch:
         raise ConfigError("loss.cross_modal=stacked needs model.gray_branch=true (or set loss.cross_modal=mean)")
     if WEIGHTERS[cfg.weighting.name].unscaled_gradients and runtime.amp_dtype == torch.float16:
@@ -158,6 +163,7 @@ def build_pretraining(cfg, runtime: Runtime) -> tuple[ContrastivePretraining, Sh
     objective = build_objective(cfg.loss, cfg.weighting, distributed=runtime.world_size > 1)
     train_set = ShapeNetRender(cfg.data.root, num_points=cfg.data.num_points, image_size=cfg.data.image_size,
                                grayscale=model_cfg.gray_branch, seed=cfg.seed,
-                               background=tuple(cfg.data.background), mismatched_views=cfg.data.mismatched_views)
+                               background=tuple(cfg.data.background), mismatched_views=cfg.data.mismatched_views,
+                               random_other_views=cfg.data.random_other_views)
     module = ContrastivePretraining(build_model(model_cfg), objective)
     return module, train_set, SvmMonitor(cfg.data.root, cfg.monitor, runtime, cfg.seed)

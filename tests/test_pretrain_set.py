@@ -294,3 +294,24 @@ def test_a_signal_stops_with_one_line_and_the_same_command_finishes_the_set(inpu
     done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "done before" in done.stdout
     assert len(ShapeNetRender(out, num_points=64, image_size=32)) == 30
+
+
+def test_random_other_views_never_show_an_object_its_own_views(inputs, tmp_path, monkeypatch):
+    out = tmp_path / "set"
+    make_pretrain_set.main([f"folder:{inputs / 'ModelNet10'}:test", *SMALL, "--out", str(out)])
+    dataset = ShapeNetRender(out, num_points=64, image_size=48, random_other_views=True)
+    import datasets.shapenet_render as module
+
+    seen = []
+    real = module.read_png_rgba
+    monkeypatch.setattr(module, "read_png_rgba", lambda path: seen.append(path.parent.parent.name) or real(path))
+    sources = {}
+    for epoch in (0, 1, 2):
+        dataset.set_epoch(epoch)
+        for index in range(len(dataset)):
+            dataset[index]
+            assert seen[-1] != dataset.objects[index][1]
+            sources.setdefault(index, set()).add(seen[-1])
+    assert sum(len(s) > 1 for s in sources.values()) >= len(dataset) // 2  # drawn anew, not a fixed partner
+    with pytest.raises(ValueError, match="exclude each other"):
+        ShapeNetRender(out, mismatched_views=True, random_other_views=True)
