@@ -20,7 +20,6 @@ import torch
 
 from datasets import ModelNet40
 from datasets.transforms import pretrain_augmentation
-from downstream import common
 from downstream.classification import main as classification
 from downstream.segmentation import main_partseg, main_semseg
 from engine import evaluate
