@@ -1,7 +1,8 @@
 """A CPU renderer for the views paired with each shape in pretraining: meshes rasterised, clouds drawn as splats.
 
-Pure numpy, no OpenGL, no GPU, deterministic: the same arrays and camera give the same bytes on any machine
-(integer pixel grids, float64 arithmetic, ties in the depth buffer broken by input order).
+Pure numpy, no OpenGL, no GPU, deterministic: the same arrays and camera give the same bytes, run after run and
+in any number of processes (integer pixel grids, float64 arithmetic, ties in the depth buffer broken by input
+order). Another BLAS or numpy build may round a projection differently and move an edge pixel.
 
 Camera (as ShapeNetRendering's rendering_metadata.txt describes a view): a pinhole on a sphere around the
 origin, `azimuth` degrees about the up axis y (0 looks along -z), `elevation` degrees above the horizon,
@@ -17,10 +18,10 @@ shaded by Lambert's law, two-sided because CAD meshes do not orient their faces 
 left of it, so every view of every shape is lit alike.
 
 Clouds (`render_splats`): every point is a disc facing the camera whose radius follows the local point density
-(`splat_radii`: the distance to the point's 4th nearest neighbour, so that random samples of a surface leave
-few holes: for points scattered at random over a surface, discs of that radius leave a fraction of about
-e^-4 = 2 % of it uncovered), bulging towards the camera like a sphere so that overlapping splats meet along a
-curve, and shaded by depth: the nearest point of the cloud at full brightness, the farthest at AMBIENT.
+(`splat_radii`: 0.6 x the distance to the point's 4th nearest neighbour, a trade between holes where random
+samples are sparse and overhang beyond the outline; docs/pretrain_sets.md), bulging towards the camera like a
+sphere so that overlapping splats meet along a curve, and shaded by depth: the nearest point of the cloud at full
+brightness, the farthest at AMBIENT.
 
 Both return (size, size, 4) uint8 RGBA with a transparent background (alpha 0), as ShapeNetRendering's PNGs.
 """
@@ -38,7 +39,7 @@ DEFAULT_COLOUR = (0.72, 0.72, 0.72)
 # candidate pixels handled at once: bounds the memory of one view at about 0.5 GB for any mesh size
 CHUNK = 4_000_000
 NEIGHBOUR = 4  # the splat radius follows the distance to this nearest neighbour...
-RADIUS_SCALE = 0.6  # ... times this (docs/pretrain_sets.md: silhouette coverage against growth)
+RADIUS_SCALE = 0.6  # ... times this: holes against overhang (docs/pretrain_sets.md)
 MAX_SPLAT_PIXELS = 16  # a splat's radius in pixels at most (an isolated outlier would cover the image)
 
 
