@@ -155,16 +155,19 @@ class ClassFolder(PointCloudDataset):
         if empty:
             raise DataError(f"{self.root / self.class_names[empty[0]] / folder}: none of its files could be read "
                             "(see the skipped lines above)")
-        if folder == "train":
-            mask = stratified_val_mask(labels, val_fraction, split_seed) if split != "trainval" \
-                else np.zeros(len(labels), dtype=bool)
-            chosen = split_indices(split, mask)
-        else:
-            chosen = np.arange(len(labels))
+        chosen = carve(labels, split, val_fraction, split_seed)
         self.files = [sources[kept[i]][0] for i in chosen]
         self.labels = labels[chosen]
         self.points = points[[kept[i] for i in chosen]] if len(chosen) else np.zeros((0, num_points, 3), np.float32)
         self._shape_items = {"label": self.labels}
+
+
+def carve(labels: np.ndarray, split: str, val_fraction: float = 0.1, split_seed: int = SPLIT_SEED) -> np.ndarray:
+    """Indices of `split` among the files of its folder (labels in folder order): all of them for test and
+    trainval, the train or val part of the train folder otherwise."""
+    if split in ("test", "trainval"):
+        return np.arange(len(labels))
+    return split_indices(split, stratified_val_mask(labels, val_fraction, split_seed))
 
 
 # ------------------------------------------------------------------------------------------------- cache

@@ -120,8 +120,13 @@ def read_or_problem(job: tuple[str, Preprocessing]) -> np.ndarray | str:
     except DataError as error:
         return str(error)
     except Exception as error:  # a reader's own failure must not take a whole dataset's preparation down
-        message = " ".join(str(error).split()) or type(error).__name__
-        return f"{path}: cannot read ({type(error).__name__}: {message})"
+        return unexpected_problem(path, error)
+
+
+def unexpected_problem(path: str | Path, error: Exception) -> str:
+    """The one line for a failure that no reader turned into a DataError (a library's own exception)."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    return f"{path}: cannot read ({type(error).__name__}: {message})"
 
 
 def sort_points(xyz: np.ndarray) -> np.ndarray:

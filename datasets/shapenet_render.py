@@ -49,6 +49,8 @@ MAX_COORDINATE = 1e18
 # 12000 x 12000 decodes to 576 MB and takes minutes per step). 4096 x 4096 is far above any rendering in use.
 MAX_IMAGE_PIXELS = 4096 * 4096
 
+PAIRED_VIEWS = ("own", "other_fixed", "other_random")  # whose views an object is shown with (ShapeNetRender)
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # The grayscale copy (ITU-R 601 luma, as rgb_to_grayscale) is normalised with the same luma weighting of the
@@ -160,16 +162,16 @@ class ShapeNetRender(Dataset):
         normalised with the luma-weighted ImageNet statistics (``GRAY_MEAN``, ``GRAY_STD``).
 
     Item ``i`` draws everything from ``numpy.random.default_rng((seed, epoch, i))``; call ``set_epoch``.
-    ``synsets`` restricts the glob to some synset folders. Two controls take the images' content away from the
-    points: ``mismatched_views`` pairs every object with the views of one other object (a derangement drawn from
-    ``seed``, the same every epoch), so an image still names its object consistently; ``random_other_views``
-    draws each item's view from a random other object, anew for every item and epoch, so it names nothing.
+    ``synsets`` restricts the glob to some synset folders. ``paired_views`` says whose views an object is shown
+    with (``PAIRED_VIEWS``): its own; in the controls that take the images' content away from the points, those of
+    one other object (a derangement drawn from ``seed``, the same every epoch, so an image still names its object
+    consistently), or those of a random other object drawn anew for every item and epoch (an image names nothing).
     """
 
     def __init__(self, root, num_points: int = 2048, image_size: int = 224, grayscale: bool = False,
                  seed: int = 0, background=(255, 255, 255), point_transform=None,
                  color_jitter=(0.4, 0.4, 0.4, 0.0), flip_p: float = 0.5, synsets=None,
-                 mismatched_views: bool = False, random_other_views: bool = False):
+                 paired_views: str = "own"):
         self.root = resolve_root(root)
         self.num_points = int(num_points)
         if self.num_points <= 0:
@@ -193,14 +195,14 @@ class ShapeNetRender(Dataset):
         std = list(IMAGENET_STD) + ([GRAY_STD] if self.grayscale else [])
         self._mean_list, self._std_list = mean, std
         self._scan(synsets)
+        if paired_views not in PAIRED_VIEWS:
+            raise ValueError(f"paired_views must be one of {PAIRED_VIEWS}, got {paired_views!r}")
+        self.paired_views = paired_views
         self.view_source = np.arange(len(self.objects))  # whose views object i is paired with
-        if mismatched_views and random_other_views:
-            raise ValueError("mismatched_views and random_other_views exclude each other")
-        self.random_other_views = bool(random_other_views)
-        if (mismatched_views or random_other_views) and len(self.objects) < 2:
-            raise DataError(f"{self.root}: pairing objects with other objects' views needs at least 2 objects, "
+        if paired_views != "own" and len(self.objects) < 2:
+            raise DataError(f"{self.root}: paired_views={paired_views} needs at least 2 objects, "
                             f"found {len(self.objects)}")
-        if mismatched_views:
+        if paired_views == "other_fixed":
             order = np.random.default_rng((self.seed, 0x6D69)).permutation(len(self.objects))
             self.view_source[order] = np.roll(order, -1)  # order[k] gets the views of order[k + 1]: no fixed point
 
@@ -273,7 +275,7 @@ class ShapeNetRender(Dataset):
         return self.root / "ShapeNet" / synset / f"{model_id}.ply"
 
     def png_path(self, index: int, view: int) -> Path:
-        """The `view`-th PNG paired with object `index` (another object's under mismatched_views)."""
+        """The `view`-th PNG paired with object `index` (another object's under paired_views=other_fixed)."""
         return self._view_path(int(self.view_source[index]), view)
 
     def _view_path(self, source: int, view: int) -> Path:
@@ -291,7 +293,7 @@ class ShapeNetRender(Dataset):
     # -------------------------------------------------------------------------------------------- image
     def _image(self, index: int, rng: np.random.Generator) -> torch.Tensor:
         source = int(self.view_source[index])
-        if self.random_other_views:  # any object but this one
+        if self.paired_views == "other_random":  # any object but this one
             source = (index + 1 + int(rng.integers(len(self.objects) - 1))) % len(self.objects)
         view = int(rng.integers(len(self.views[source])))
         rgba = read_png_rgba(self._view_path(source, view))

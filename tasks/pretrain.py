@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from datasets import ModelNet40, ShapeNetRender
+from datasets.shapenet_render import PAIRED_VIEWS
 from engine.evaluate import calibrated_batchnorm, calibration_subset, extract_features, linear_svm_accuracy
 from engine.runtime import RunConfig, Runtime
 from engine.trainer import Evaluation
@@ -34,10 +35,9 @@ class PretrainData:
     image_size: PositiveInt = 224
     background: Annotated[list[int], Length(3), Range(ge=0, le=255)] = field(
         default_factory=lambda: [255, 255, 255])  # RGB that transparent rendering pixels are composited onto
-    # controls that take the images' content away (datasets/shapenet_render.py): each object paired with one other
-    # object's views, the same every epoch; or each item's view from a random other object, drawn anew every time
-    mismatched_views: bool = False
-    random_other_views: bool = False
+    # whose views an object is shown with: its own, or in the controls that take the images' content away, one other
+    # object's (the same every epoch) or a random other object's, drawn anew every time (datasets/shapenet_render.py)
+    paired_views: Annotated[str, OneOf(*PAIRED_VIEWS)] = "own"
 
 
 @dataclass
@@ -153,8 +153,6 @@ def build_pretraining(cfg, runtime: Runtime) -> tuple[ContrastivePretraining, Sh
     if cfg.monitor.dataset == "folder" and not cfg.monitor.folder.root:
         raise ConfigError("monitor.dataset=folder needs 'monitor.folder.root': the class-folder tree the linear SVM "
                           "is fitted and scored on, e.g. monitor.folder.root=data/ModelNet10")
-    if cfg.data.mismatched_views and cfg.data.random_other_views:
-        raise ConfigError("data.mismatched_views and data.random_other_views are two different controls: set one")
     if cfg.loss.cross_modal == "stacked" and not model_cfg.gray_branch:
         raise ConfigError("loss.cross_modal=stacked needs model.gray_branch=true (or set loss.cross_modal=mean)")
     if WEIGHTERS[cfg.weighting.name].unscaled_gradients and runtime.amp_dtype == torch.float16:
@@ -163,7 +161,6 @@ def build_pretraining(cfg, runtime: Runtime) -> tuple[ContrastivePretraining, Sh
     objective = build_objective(cfg.loss, cfg.weighting, distributed=runtime.world_size > 1)
     train_set = ShapeNetRender(cfg.data.root, num_points=cfg.data.num_points, image_size=cfg.data.image_size,
                                grayscale=model_cfg.gray_branch, seed=cfg.seed,
-                               background=tuple(cfg.data.background), mismatched_views=cfg.data.mismatched_views,
-                               random_other_views=cfg.data.random_other_views)
+                               background=tuple(cfg.data.background), paired_views=cfg.data.paired_views)
     module = ContrastivePretraining(build_model(model_cfg), objective)
     return module, train_set, SvmMonitor(cfg.data.root, cfg.monitor, runtime, cfg.seed)

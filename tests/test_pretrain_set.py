@@ -240,7 +240,7 @@ def test_mismatched_views_pair_every_object_with_another_objects_views(inputs, t
     out = tmp_path / "set"
     make_pretrain_set.main([f"folder:{inputs / 'ModelNet10'}:test", *SMALL, "--out", str(out)])
     own = ShapeNetRender(out, num_points=64, image_size=48)
-    other = ShapeNetRender(out, num_points=64, image_size=48, mismatched_views=True)
+    other = ShapeNetRender(out, num_points=64, image_size=48, paired_views="other_fixed")
     paired = [other.png_path(i, 0).parent.parent.name for i in range(len(other))]
     assert all(name != model for name, (_, model) in zip(paired, other.objects))
     assert sorted(paired) == sorted(model for _, model in own.objects)  # each object's views used once
@@ -299,7 +299,7 @@ def test_a_signal_stops_with_one_line_and_the_same_command_finishes_the_set(inpu
 def test_random_other_views_never_show_an_object_its_own_views(inputs, tmp_path, monkeypatch):
     out = tmp_path / "set"
     make_pretrain_set.main([f"folder:{inputs / 'ModelNet10'}:test", *SMALL, "--out", str(out)])
-    dataset = ShapeNetRender(out, num_points=64, image_size=48, random_other_views=True)
+    dataset = ShapeNetRender(out, num_points=64, image_size=48, paired_views="other_random")
     import datasets.shapenet_render as module
 
     seen = []
@@ -313,5 +313,5 @@ def test_random_other_views_never_show_an_object_its_own_views(inputs, tmp_path,
             assert seen[-1] != dataset.objects[index][1]
             sources.setdefault(index, set()).add(seen[-1])
     assert sum(len(s) > 1 for s in sources.values()) >= len(dataset) // 2  # drawn anew, not a fixed partner
-    with pytest.raises(ValueError, match="exclude each other"):
-        ShapeNetRender(out, mismatched_views=True, random_other_views=True)
+    with pytest.raises(ValueError, match="paired_views must be one of"):
+        ShapeNetRender(out, paired_views="mismatched")

@@ -17,8 +17,8 @@ pretraining monitor selects checkpoints on). It writes, under --out, the layout 
     pretrain_set.json                                           the settings, the inputs, what was skipped
 
 <group> is the class for a class-folder split, the file's folder name otherwise (the class folder above a
-train/ or test/ folder); <id> is the file name without
-its suffix (with a number added when two inputs share it). A mesh is sampled on its surface (--points samples,
+train/ or test/ folder); <id> is the file name without its suffix (with a number added when two inputs share
+it). A mesh is sampled on its surface (--points samples,
 seeded per shape) for the PLY and rasterised for the views; a cloud is subsampled to at most --points points
 for the PLY and drawn from all its points (up to --render-points) as splats (tools/render.py). Shapes are
 centred and scaled into the unit sphere, the PLY in the file's own axes; --up names the axis the cameras
@@ -59,12 +59,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from datasets.class_folder import scan_tree
-from datasets.clouds import sample_surface
+from datasets.class_folder import carve, scan_tree
+from datasets.clouds import sample_surface, unexpected_problem
 from datasets.formats import read_shape
 from datasets.formats.ply import encode_ply_points
 from datasets.formats.png import encode_png
-from datasets.splits import split_indices, stratified_val_mask
 from tools.clouds import DATASET_SPLITS, expand_inputs
 from tools.render import DEFAULT_COLOUR, orbit, render_mesh, render_splats, splat_radii
 from utils.errors import ConfigError, DataError, Interrupted, OutputError, exit_on_user_error
@@ -86,6 +85,12 @@ class Settings:
     up: str = "y"
     seed: int = 0
     colour: tuple = DEFAULT_COLOUR
+
+    def cameras(self) -> list:
+        return orbit(self.views, self.elevations, self.distance, self.fov, self.size)
+
+
+DEFAULTS = Settings()
 
 
 @dataclass(frozen=True)
@@ -123,12 +128,9 @@ def tree_split(spec: str) -> list[tuple[Path, str]]:
     if not root or split not in DATASET_SPLITS:
         raise ConfigError(f"{spec}: expected folder:ROOT:SPLIT with SPLIT one of {', '.join(DATASET_SPLITS)}")
     tree = scan_tree(root)
-    if split == "test":
-        return [(path, tree.classes[label]) for path, label in tree.files["test"]]
-    files = tree.files["train"]
-    labels = np.array([label for _, label in files], dtype=np.int64)
-    mask = stratified_val_mask(labels) if split != "trainval" else np.zeros(len(files), dtype=bool)
-    return [(files[i][0], tree.classes[files[i][1]]) for i in split_indices(split, mask)]
+    files = tree.files["test" if split == "test" else "train"]
+    chosen = carve(np.array([label for _, label in files], dtype=np.int64), split)
+    return [(files[i][0], tree.classes[files[i][1]]) for i in chosen]
 
 
 def group_of(path: Path) -> str:
@@ -170,7 +172,7 @@ def prepare_shape(job: Job, settings: Settings) -> tuple[np.ndarray, list[np.nda
     """The PLY's points and the views of one input; a DataError when it cannot be used."""
     shape = read_shape(job.source)
     seed = shape_seed(settings.seed, job)
-    cameras = orbit(settings.views, settings.elevations, settings.distance, settings.fov, settings.size)
+    cameras = settings.cameras()
     samples = sample_surface(shape.vertices, shape.faces, settings.points, seed) if shape.is_mesh else None
     cloud = samples if samples is not None else np.asarray(shape.vertices, dtype=np.float64)
     if len(cloud) == 0:
@@ -212,10 +214,9 @@ def write_shape(out: Path, job: Job, settings: Settings, points: np.ndarray, vie
     names = [f"{v:02d}.png" for v in range(len(views))]
     for name, image in zip(names, views):
         (rendering / name).write_bytes(encode_png(image))
-    cameras = orbit(settings.views, settings.elevations, settings.distance, settings.fov, settings.size)
     (rendering / "renderings.txt").write_text("".join(f"{name}\n" for name in names))
     (rendering / "rendering_metadata.txt").write_text(
-        "".join(f"{c.azimuth:.6f} {c.elevation:.6f} 0 {c.distance:.6f} {c.fov:g}\n" for c in cameras))
+        "".join(f"{c.azimuth:.6f} {c.elevation:.6f} 0 {c.distance:.6f} {c.fov:g}\n" for c in settings.cameras()))
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(partial, folder)
     atomic_write(out / "ShapeNet" / job.group / f"{job.name}.ply", lambda file: file.write(encode_ply_points(points)))
@@ -229,7 +230,7 @@ def make_one(task: tuple[Path, Job, Settings]) -> tuple[str, str | None]:
     except DataError as error:
         return job.source, str(error)
     except Exception as error:  # a reader's own failure must not stop the other shapes
-        return job.source, f"{job.source}: cannot read ({type(error).__name__}: {' '.join(str(error).split())})"
+        return job.source, unexpected_problem(job.source, error)
     try:
         write_shape(out, job, settings, points, views)
     except OSError as error:
@@ -242,9 +243,9 @@ def settings_json(settings: Settings) -> dict:
             "renderer": "tools/render.py"}
 
 
-def check_out(out: Path, settings: Settings, overwrite: bool) -> dict:
-    """The state of a previous run with the same settings (to continue it), {} for a new folder; a folder that
-    holds another set or other files is refused unless `overwrite`, which empties it first."""
+def check_out(out: Path, settings: Settings, overwrite: bool) -> None:
+    """Nothing for a new folder or a set of the same settings (to continue it); a folder that holds another set
+    or other files is refused unless `overwrite`, which empties it first."""
     state_path = out / STATE
     state = {}
     if state_path.is_file():
@@ -257,7 +258,7 @@ def check_out(out: Path, settings: Settings, overwrite: bool) -> dict:
         for part in ("ShapeNet", "ShapeNetRendering", STATE):
             target = out / part
             shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
-        return {}
+        return
     if state and state.get("settings") != settings_json(settings):
         changed = sorted(key for key in settings_json(settings)
                          if state.get("settings", {}).get(key) != settings_json(settings)[key])
@@ -266,7 +267,6 @@ def check_out(out: Path, settings: Settings, overwrite: bool) -> dict:
     if holds and not state:
         raise ConfigError(f"{out}: not empty and not made by this tool (no {STATE}); give another --out or "
                           "--overwrite")
-    return state
 
 
 def contact_sheet(path: str, out: Path, jobs: list[Job], shapes: int) -> int:
@@ -294,25 +294,30 @@ def contact_sheet(path: str, out: Path, jobs: list[Job], shapes: int) -> int:
     return len(rows)
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and each option's default after its help."""
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tools.make_pretrain_set", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("inputs", nargs="+", help="files, folders, globs, or folder:ROOT:SPLIT")
     parser.add_argument("--out", required=True, help="the data root to write (train.py's data.root)")
-    parser.add_argument("--views", type=int, default=24, help="views per shape (default 24, as ShapeNetRendering)")
-    parser.add_argument("--size", type=int, default=137, help="view size in pixels (default 137)")
-    parser.add_argument("--points", type=int, default=2048, help="points per PLY (default 2048)")
-    parser.add_argument("--render-points", type=int, default=100_000,
-                        help="a cloud's splats: at most this many of its points (default 100000)")
-    parser.add_argument("--elevations", type=float, nargs="+", default=[15.0, 30.0, 45.0],
-                        help="degrees; the views cycle through them (default 15 30 45)")
-    parser.add_argument("--distance", type=float, default=4.9, help="camera distance, unit-sphere radii (4.9)")
-    parser.add_argument("--fov", type=float, default=25.0, help="field of view in degrees (default 25)")
-    parser.add_argument("--up", choices=("y", "z"), default="y", help="the axis the cameras orbit (default y)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--colour", default="#b8b8b8", help="shapes without colours of their own (#rrggbb)")
+    parser.add_argument("--views", type=int, default=DEFAULTS.views, help="views per shape (as ShapeNetRendering)")
+    parser.add_argument("--size", type=int, default=DEFAULTS.size, help="view size in pixels")
+    parser.add_argument("--points", type=int, default=DEFAULTS.points, help="points per PLY")
+    parser.add_argument("--render-points", type=int, default=DEFAULTS.render_points,
+                        help="a cloud's splats: at most this many of its points")
+    parser.add_argument("--elevations", type=float, nargs="+", default=list(DEFAULTS.elevations),
+                        help="degrees; the views cycle through them")
+    parser.add_argument("--distance", type=float, default=DEFAULTS.distance, help="camera distance, unit-sphere radii")
+    parser.add_argument("--fov", type=float, default=DEFAULTS.fov, help="field of view in degrees")
+    parser.add_argument("--up", choices=("y", "z"), default=DEFAULTS.up, help="the axis the cameras orbit")
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    parser.add_argument("--colour", default="#" + "".join(f"{round(c * 255):02x}" for c in DEFAULTS.colour),
+                        help="shapes without colours of their own (#rrggbb)")
     parser.add_argument("--colours", help="CSV of key,#rrggbb: per input path, file name or class")
-    parser.add_argument("--workers", type=int, default=0, help="processes (default 0: one per core, at most 8)")
+    parser.add_argument("--workers", type=int, default=0, help="processes (0: one per core, at most 8)")
     parser.add_argument("--png", help="write a contact sheet of the first shapes to this PNG")
     parser.add_argument("--sheet-shapes", type=int, default=6)
     parser.add_argument("--overwrite", action="store_true", help="empty --out of a previous set first")

@@ -9,7 +9,7 @@ origin, `azimuth` degrees about the up axis y (0 looks along -z), `elevation` de
 `distance` from the origin, vertical and horizontal field of view `fov` degrees, a square image of `size`
 pixels whose pixel (row i, column j) samples the point (j + 0.5, i + 0.5). The shapes are expected in the unit
 sphere (tools.make_pretrain_set puts them there); with the default distance 4.9 and field of view 25 degrees
-the unit sphere fills 95 % of the frame.
+the unit sphere fills 94 % of the frame.
 
 Meshes (`render_mesh`): every triangle is rasterised at the pixel centres it covers, the nearest one kept by a
 depth buffer on 1/depth (which is linear in screen space, so the buffer is exact for planar triangles), and
